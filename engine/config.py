@@ -1,0 +1,18 @@
+"""Settings read from BATON_* environment variables, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=lambda: _env("BATON_DATABASE_URL", "sqlite:///baton.db"))
+    max_diagram_bytes: int = field(default_factory=lambda: int(_env("BATON_MAX_DIAGRAM_BYTES", str(5 * 2**20))))
+    script_timeout: float = field(default_factory=lambda: float(_env("BATON_SCRIPT_TIMEOUT", "1")))
+    script_memory_mb: int = field(default_factory=lambda: int(_env("BATON_SCRIPT_MEMORY", "256")))

@@ -1,0 +1,479 @@
+"""The Engine facade: deploy diagrams, start instances, work their tasks; one short transaction per change."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from . import forms, parsing, runtime, store
+from .config import Settings
+from .errors import (
+    DefinitionNotFound,
+    Forbidden,
+    IncidentNotFound,
+    InstanceNotFound,
+    InvalidData,
+    InvalidDiagram,
+    InvalidState,
+    TaskNotFound,
+)
+from .info import (
+    STATUSES,
+    DefinitionInfo,
+    EventInfo,
+    FormField,
+    IncidentInfo,
+    InstanceInfo,
+    LintReport,
+    TaskInfo,
+    Waiting,
+)
+from .models import Candidate, Definition, Event, HumanTask, Incident, Instance, Job, Subscription, now
+from .scripting import Sandbox, SandboxEnvironment
+from .specs import dump_spec, dump_state, from_plain, load_spec, load_state
+
+log = logging.getLogger(__name__)
+
+Source = Path | str | bytes
+RESERVED = ("starter",)
+
+
+class Directory(Protocol):
+    """Where the engine learns which groups a user is in; the org-directory issue supplies the real one."""
+
+    def groups_of(self, user: str) -> Iterable[str]: ...
+
+
+class Loaded:
+    """An instance row's facts and its workflow, between reading and writing."""
+
+    def __init__(self, row: Instance, workflow: Any) -> None:
+        self.id, self.version, self.status = row.id, row.version, row.status
+        self.process_id, self.starter, self.definition_id = row.process_id, row.starter, row.definition_id
+        self.row, self.workflow = row, workflow
+
+
+class Engine:
+    """Deploy BPMN, run durable instances, and drive them; the contract the web app, API and CLI use."""
+
+    def __init__(self, database_url: str | None = None, *, connectors: Mapping[str, Callable[..., Any]] | None = None,
+                 functions: Mapping[str, Callable[..., Any]] | None = None, directory: Directory | None = None
+                 ) -> None:
+        self.settings = Settings()
+        self.database_url = database_url or self.settings.database_url
+        self.db = store.Store(store.connect(self.database_url))
+        self.connectors = dict(connectors or {})
+        self.directory = directory
+        self.sandbox = Sandbox(functions, timeout=self.settings.script_timeout,
+                               memory=self.settings.script_memory_mb * 2**20)
+        self.script_engine = PythonScriptEngine(environment=SandboxEnvironment(self.sandbox))
+        self.hook: Callable[[str], None] | None = None  # tests pause or kill a step at a named point
+        self._specs: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._workflows: dict[UUID, tuple[int, Any]] = {}
+
+    def close(self) -> None:
+        self.sandbox.close()
+        self.db.engine.dispose()
+
+    # Diagrams
+
+    def lint(self, *sources: Source) -> LintReport:
+        """Check diagrams without deploying them: every problem of every file at once."""
+        return LintReport(tuple(self._parse(sources).problems))
+
+    def deploy(self, *sources: Source, user: str | None = None) -> list[DefinitionInfo]:
+        """Deploy BPMN and DMN files together; identical XML is a no-op, changed XML a new version."""
+        parsed = self._parse(sources)
+        if parsed.errors:
+            raise InvalidDiagram(parsed.errors)
+        deployed = []
+        with self.db.write() as session:
+            for process_id, (spec, subprocesses) in parsed.processes.items():
+                src = parsed.files[process_id]
+                checksum = parsing.Source("", src.content + b"".join(
+                    s.content for s in parsed.files.values() if s is not src and s.name in _called_files(
+                        subprocesses, parsed))).checksum
+                latest = _latest(session, process_id)
+                if latest is not None and latest.checksum == checksum:
+                    deployed.append(_definition_info(latest))
+                    continue
+                row = Definition(process_id=process_id, version=latest.version + 1 if latest else 1,
+                                 name=parsed.names.get(process_id), filename=src.name, checksum=checksum,
+                                 xml=src.content, spec=dump_spec(spec, subprocesses), deployed_by=user)
+                session.add(row)
+                session.flush()
+                deployed.append(_definition_info(row))
+        for info in deployed:
+            log.info("deployed %s version %s by %s", info.process_id, info.version, user or "host")
+        return deployed
+
+    def definitions(self) -> list[DefinitionInfo]:
+        """Every deployed version of every process, newest first within each process."""
+        with self.db.read() as session:
+            rows = session.scalars(select(Definition).order_by(Definition.process_id, Definition.version.desc()))
+            return [_definition_info(r) for r in rows]
+
+    def definition(self, process_id: str, version: int | None = None) -> DefinitionInfo:
+        with self.db.read() as session:
+            return _definition_info(_definition(session, process_id, version))
+
+    def diagram(self, process_id: str, version: int | None = None) -> bytes:
+        """The XML exactly as it was deployed."""
+        with self.db.read() as session:
+            return _definition(session, process_id, version).xml
+
+    def _parse(self, sources: Iterable[Source]) -> parsing.Parsed:
+        items = [parsing.source(s, i) for i, s in enumerate(sources)]
+        return parsing.parse(items, max_bytes=self.settings.max_diagram_bytes, check=self.sandbox.check)
+
+    # Instances
+
+    def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, user: str | None = None,
+              business_key: str | None = None) -> InstanceInfo:
+        """Start the newest version of a process as `user` (None: trusted host code) and run until it waits."""
+        with self.db.read() as session:
+            definition = _definition(session, process_id, None)
+        spec, subprocesses = self._spec(definition)
+        workflow = runtime.create(spec, subprocesses, self.script_engine)
+        reserved = {"starter": user}
+        start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED} | reserved
+        step = runtime.Step()
+        runtime.start(workflow, start_data, step, user=user)
+        runtime.guard(workflow, reserved)
+        self._pause("before_write")
+        instance_id = uuid4()
+        values = self._values(workflow, step, "active")
+        with self.db.write() as session:
+            store.insert_instance(session, {"id": instance_id, "definition_id": definition.id,
+                                            "process_id": process_id, "business_key": business_key,
+                                            "starter": user, "version": 1, **values})
+            self._pause("written")
+            store.write_projections(session, instance_id, process_id, workflow, values["status"] == "active")
+            store.write_history(session, instance_id, step)
+        self._workflows[instance_id] = (1, workflow)
+        log.info("instance %s of %s started by %s", instance_id, process_id, user or "host")
+        return self.instance(instance_id)
+
+    def instance(self, instance_id: UUID | str) -> InstanceInfo:
+        with self.db.read() as session:
+            row = session.get(Instance, _uuid(instance_id))
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            return _instance_info(session, row)
+
+    def instances(self, *, process_id: str | None = None, status: str | None = None, starter: str | None = None,
+                  business_key: str | None = None, waiting_on: str | None = None, incidents: bool | None = None,
+                  data: Mapping[str, Any] | None = None, limit: int = 100, offset: int = 0) -> list[InstanceInfo]:
+        """Instances matching every filter given: `waiting_on` is task, timer, message, signal or job."""
+        if status is not None and status not in STATUSES:
+            raise InvalidData(f"status must be one of {', '.join(STATUSES)}")
+        query = select(Instance).order_by(Instance.created_at.desc(), Instance.id)
+        for column, value in ((Instance.process_id, process_id), (Instance.status, status),
+                              (Instance.starter, starter), (Instance.business_key, business_key)):
+            if value is not None:
+                query = query.where(column == value)
+        if waiting_on is not None:
+            query = query.where(_waiting_clause(waiting_on))
+        if incidents is not None:
+            has = exists().where(Incident.instance_id == Instance.id, Incident.resolved_at.is_(None))
+            query = query.where(has if incidents else ~has)
+        with self.db.read() as session:
+            rows = session.scalars(query if data else query.limit(limit).offset(offset)).all()
+            found = [_instance_info(session, r) for r in rows]
+        if data:
+            found = [i for i in found if all(i.data.get(k) == v for k, v in data.items())][offset:offset + limit]
+        return found
+
+    def history(self, instance_id: UUID | str) -> list[EventInfo]:
+        with self.db.read() as session:
+            if session.get(Instance, _uuid(instance_id)) is None:
+                raise InstanceNotFound(instance_id)
+            rows = session.scalars(select(Event).where(Event.instance_id == _uuid(instance_id)).order_by(Event.id))
+            return [EventInfo(r.id, r.instance_id, r.at, r.kind, r.element_id, r.name, r.user,
+                              from_plain(json.loads(r.data))) for r in rows]
+
+    # Human tasks
+
+    def tasks(self, *, user: str | None = None, instance_id: UUID | str | None = None,
+              process_id: str | None = None) -> list[TaskInfo]:
+        """Open human tasks; with `user`, those assigned to them or claimable by them or their groups."""
+        query = select(HumanTask).join(Instance, Instance.id == HumanTask.instance_id).where(
+            Instance.status == "active").order_by(HumanTask.created_at, HumanTask.id)
+        if instance_id is not None:
+            query = query.where(HumanTask.instance_id == _uuid(instance_id))
+        if process_id is not None:
+            query = query.where(HumanTask.process_id == process_id)
+        if user is not None:
+            query = query.where(self._visible_to(user))
+        with self.db.read() as session:
+            return [_task_info(r) for r in session.scalars(query)]
+
+    def task(self, task_id: UUID | str, *, user: str | None = None) -> TaskInfo:
+        with self.db.read() as session:
+            row = session.get(HumanTask, _uuid(task_id))
+            if row is None:
+                raise TaskNotFound(task_id)
+            self._check_may_act(row, user)
+            return _task_info(row)
+
+    def claim(self, task_id: UUID | str, *, user: str) -> TaskInfo:
+        """Take a task claimable by the user's groups, so that nobody else works on it."""
+
+        def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
+            task = runtime.open_task(loaded.workflow, row.id)
+            if row.assignee not in (None, user):
+                raise Forbidden(f"task {task_id} is already assigned to {row.assignee}")
+            task.internal_data["baton"] = {**runtime.assignment(task), "assignee": user}
+            step.record("claimed", task, user=user)
+
+        self._on_task(task_id, user, act)
+        return self.task(task_id)
+
+    def unclaim(self, task_id: UUID | str, *, user: str) -> TaskInfo:
+        """Give a claimed task back to its candidates."""
+
+        def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
+            task = runtime.open_task(loaded.workflow, row.id)
+            if row.assignee != user:
+                raise Forbidden(f"task {task_id} is not assigned to {user}")
+            task.internal_data["baton"] = {**runtime.assignment(task), "assignee": None}
+            step.record("unclaimed", task, user=user)
+
+        self._on_task(task_id, user, act)
+        return self.task(task_id)
+
+    def complete_task(self, task_id: UUID | str, data: Mapping[str, Any] | None = None, *,
+                      user: str | None = None) -> InstanceInfo:
+        """Complete a human task as `user` (None: trusted host code) and run until the instance waits again."""
+
+        def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
+            task = runtime.open_task(loaded.workflow, row.id)
+            if user is None:
+                accepted = {k: v for k, v in (data or {}).items() if k not in RESERVED}
+            else:
+                accepted = forms.accept(json.loads(row.form), data)
+            runtime.complete(loaded.workflow, task, accepted, step, user=user)
+
+        info = self._on_task(task_id, user, act)
+        log.info("instance %s: %s completed task %s", info.id, user or "host", task_id)
+        return info
+
+    # Administration
+
+    def cancel(self, instance_id: UUID | str, *, user: str | None = None) -> InstanceInfo:
+        return self._change(instance_id, lambda loaded, step: runtime.cancel(loaded.workflow, step, user=user),
+                            allowed=("active", "error", "suspended"), status="cancelled")
+
+    def suspend(self, instance_id: UUID | str, *, user: str | None = None) -> InstanceInfo:
+        return self._change(instance_id, lambda loaded, step: step.record("suspended", user=user),
+                            allowed=("active", "error"), status="suspended")
+
+    def resume(self, instance_id: UUID | str, *, user: str | None = None) -> InstanceInfo:
+        with self.db.read() as session:
+            open_incident = session.scalar(select(func.count()).select_from(Incident).where(
+                Incident.instance_id == _uuid(instance_id), Incident.resolved_at.is_(None)))
+        return self._change(instance_id, lambda loaded, step: step.record("resumed", user=user),
+                            allowed=("suspended",), status="error" if open_incident else "active")
+
+    def retry(self, instance_id: UUID | str, *, incident_id: UUID | str | None = None,
+              data: Mapping[str, Any] | None = None, user: str | None = None) -> InstanceInfo:
+        """Run the failed task of an open incident again, with `data` merged into its data first."""
+        with self.db.read() as session:
+            query = select(Incident).where(Incident.instance_id == _uuid(instance_id), Incident.resolved_at.is_(None))
+            if incident_id is not None:
+                query = query.where(Incident.id == _uuid(incident_id))
+            incident = session.scalars(query.order_by(Incident.created_at.desc())).first()
+        if incident is None:
+            if incident_id is not None:
+                raise IncidentNotFound(incident_id)
+            self.instance(instance_id)
+            raise InvalidState(f"instance {instance_id} has no open incident")
+        clean = {k: v for k, v in (data or {}).items() if k not in RESERVED}
+
+        def act(loaded: Loaded, step: runtime.Step) -> None:
+            runtime.retry(loaded.workflow, incident.task_id, clean, step, user=user)
+            step.resolved = True  # type: ignore[attr-defined]
+
+        return self._change(instance_id, act, allowed=("error",))
+
+    # The shape of every change: read, act in memory, write if nobody else wrote first.
+
+    def _on_task(self, task_id: UUID | str, user: str | None,
+                 act: Callable[[Loaded, HumanTask, runtime.Step], None]) -> InstanceInfo:
+        with self.db.read() as session:
+            row = session.get(HumanTask, _uuid(task_id))
+            if row is None:
+                raise TaskNotFound(task_id)
+            self._check_may_act(row, user)
+        return self._change(row.instance_id, lambda loaded, step: act(loaded, row, step), allowed=("active",))
+
+    def _change(self, instance_id: UUID | str, act: Callable[[Loaded, runtime.Step], None], *,
+                allowed: tuple[str, ...], status: str | None = None) -> InstanceInfo:
+        loaded = self._load(_uuid(instance_id))
+        if loaded.status not in allowed:
+            raise InvalidState(f"instance {instance_id} is {loaded.status}")
+        step = runtime.Step()
+        try:
+            act(loaded, step)
+            runtime.guard(loaded.workflow, {"starter": loaded.starter})
+            values = self._values(loaded.workflow, step, status)
+            self._pause("before_write")
+            with self.db.write() as session:
+                store.update_instance(session, loaded.id, loaded.version, values)
+                self._pause("written")
+                if getattr(step, "resolved", False) or values["status"] in ("complete", "cancelled"):
+                    store.resolve_incidents(session, loaded.id)
+                store.write_projections(session, loaded.id, loaded.process_id, loaded.workflow,
+                                        values["status"] in ("active", "error", "suspended"))
+                store.write_history(session, loaded.id, step)
+        except BaseException:
+            self._workflows.pop(loaded.id, None)
+            raise
+        self._workflows[loaded.id] = (loaded.version + 1, loaded.workflow)
+        return self.instance(loaded.id)
+
+    def _values(self, workflow: Any, step: runtime.Step, status: str | None) -> dict[str, Any]:
+        if step.failure is not None:
+            status = "error"
+        elif status is None:
+            status = "complete" if _finished(workflow) else "active"
+        values = {"status": status, "state": dump_state(workflow), "data": store.dumps(runtime.current_data(workflow))}
+        if status in ("complete", "cancelled"):
+            values["ended_at"] = now()
+        return values
+
+    def _load(self, instance_id: UUID) -> Loaded:
+        """The instance's workflow, from this engine's cache when the row has not changed since."""
+        with self.db.read() as session:
+            row = session.get(Instance, instance_id)
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            cached = self._workflows.pop(instance_id, None)
+            if cached is not None and cached[0] == row.version:
+                workflow = cached[1]
+            else:
+                definition = session.get(Definition, row.definition_id)
+                spec, subprocesses = self._spec(definition)
+                workflow = load_state(row.state, spec, subprocesses)
+                workflow.script_engine = self.script_engine
+        self._pause("loaded")
+        return Loaded(row, workflow)
+
+    def _spec(self, definition: Definition) -> tuple[Any, dict[str, Any]]:
+        if definition.id not in self._specs:
+            self._specs[definition.id] = load_spec(definition.spec)
+        return self._specs[definition.id]
+
+    def _pause(self, point: str) -> None:
+        if self.hook is not None:
+            self.hook(point)
+
+    # Who may do what
+
+    def _groups(self, user: str) -> set[str]:
+        return set(self.directory.groups_of(user)) if self.directory is not None else set()
+
+    def _visible_to(self, user: str) -> Any:
+        groups = self._groups(user)
+        candidate = exists().where(Candidate.task_id == HumanTask.id, or_(
+            and_(Candidate.kind == "user", Candidate.name == user),
+            and_(Candidate.kind == "group", Candidate.name.in_(groups)) if groups else False))
+        unrestricted = and_(HumanTask.candidate_users == "", HumanTask.candidate_groups == "")
+        return or_(HumanTask.assignee == user, and_(HumanTask.assignee.is_(None), or_(candidate, unrestricted)))
+
+    def _check_may_act(self, row: HumanTask, user: str | None) -> None:
+        if user is None or row.assignee == user:
+            return
+        if row.assignee is not None:
+            raise Forbidden(f"task {row.id} is assigned to someone else")
+        users = set(filter(None, row.candidate_users.split(",")))
+        groups = set(filter(None, row.candidate_groups.split(",")))
+        if (users or groups) and user not in users and not groups & self._groups(user):
+            raise Forbidden(f"{user} may not work on task {row.id}")
+
+
+def _finished(workflow: Any) -> bool:
+    """Complete only when nothing is left to do: SpiffWorkflow alone can report done while a task still waits."""
+    return workflow.is_completed() and not workflow.get_tasks(
+        state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
+
+
+def _called_files(subprocesses: dict[str, Any], parsed: parsing.Parsed) -> set[str]:
+    return {parsed.files[p].name for p in subprocesses if p in parsed.files}
+
+
+def _uuid(value: UUID | str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidData(f"'{value}' is not a valid id") from None
+
+
+def _latest(session: Session, process_id: str) -> Definition | None:
+    return session.scalars(select(Definition).where(Definition.process_id == process_id)
+                           .order_by(Definition.version.desc()).limit(1)).first()
+
+
+def _definition(session: Session, process_id: str, version: int | None) -> Definition:
+    if version is None:
+        row = _latest(session, process_id)
+    else:
+        row = session.scalars(select(Definition).where(Definition.process_id == process_id,
+                                                       Definition.version == version)).first()
+    if row is None:
+        raise DefinitionNotFound(process_id, version)
+    return row
+
+
+def _definition_info(row: Definition) -> DefinitionInfo:
+    return DefinitionInfo(row.id, row.process_id, row.version, row.name, row.filename, row.checksum,
+                          row.deployed_by, row.deployed_at)
+
+
+def _task_info(row: HumanTask) -> TaskInfo:
+    form = tuple(FormField(f["id"], f["label"], f["type"], f.get("default"), f.get("required", False),
+                           f.get("readonly", False), f.get("constraints", {}),
+                           tuple((v["id"], v["name"]) for v in f.get("values", [])))
+                 for f in json.loads(row.form))
+    return TaskInfo(row.id, row.name or row.element_id, row.element_id, row.instance_id, row.process_id, row.lane,
+                    row.assignee, tuple(filter(None, row.candidate_users.split(","))),
+                    tuple(filter(None, row.candidate_groups.split(","))), form, row.created_at, row.due_at)
+
+
+def _waiting_clause(kind: str) -> Any:
+    tables = {"task": exists().where(HumanTask.instance_id == Instance.id),
+              "timer": exists().where(Job.instance_id == Instance.id, Job.kind == "timer"),
+              "job": exists().where(Job.instance_id == Instance.id, Job.kind == "service"),
+              "message": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "message"),
+              "signal": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "signal")}
+    if kind not in tables:
+        raise InvalidData(f"waiting_on must be one of {', '.join(tables)}")
+    return tables[kind]
+
+
+def _instance_info(session: Session, row: Instance) -> InstanceInfo:
+    waiting = [Waiting("task", t.element_id, t.name, t.due_at) for t in session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == row.id).order_by(HumanTask.created_at))]
+    waiting += [Waiting("timer" if j.kind == "timer" else "job", j.element_id, None, j.due_at) for j in
+                session.scalars(select(Job).where(Job.instance_id == row.id).order_by(Job.due_at))]
+    waiting += [Waiting(s.kind, None, s.name) for s in
+                session.scalars(select(Subscription).where(Subscription.instance_id == row.id))]
+    incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
+                      for i in session.scalars(select(Incident).where(
+                          Incident.instance_id == row.id, Incident.resolved_at.is_(None)).order_by(Incident.created_at)))
+    definition_version = session.scalar(select(Definition.version).where(Definition.id == row.definition_id))
+    return InstanceInfo(row.id, row.process_id, definition_version or 0, row.status, row.business_key, row.starter,
+                        from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at,
+                        tuple(waiting), incidents)
+

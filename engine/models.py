@@ -1,0 +1,165 @@
+"""SQLAlchemy tables: definitions, instances and the projections rewritten with them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, uuid.UUID: Uuid}
+
+
+class Definition(Base):
+    """One deployed version of one process id; the spec is stored here once, never per instance."""
+
+    __tablename__ = "definition"
+    __table_args__ = (UniqueConstraint("process_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[int]
+    name: Mapped[str | None] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(String(255))
+    checksum: Mapped[str] = mapped_column(String(64))
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+    spec: Mapped[str] = mapped_column(Text)
+    deployed_by: Mapped[str | None] = mapped_column(String(255))
+    deployed_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definition.id"), index=True)
+    process_id: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    starter: Mapped[str | None] = mapped_column(String(255), index=True)
+    state: Mapped[str] = mapped_column(Text)  # JSON text: key order matters to SpiffWorkflow, never jsonb
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    state_format: Mapped[int] = mapped_column(default=1)
+    spiff_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+    ended_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class HumanTask(Base):
+    """The inbox projection: one row per ready user or manual task."""
+
+    __tablename__ = "human_task"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    process_id: Mapped[str] = mapped_column(String(255), index=True)
+    element_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    lane: Mapped[str | None] = mapped_column(String(255))
+    assignee: Mapped[str | None] = mapped_column(String(255), index=True)
+    candidate_users: Mapped[str] = mapped_column(Text, default="")
+    candidate_groups: Mapped[str] = mapped_column(Text, default="")
+    form: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Candidate(Base):
+    """Who may claim a human task: one row per candidate user or group, for an indexed inbox."""
+
+    __tablename__ = "candidate"
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" or "group"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    __table_args__ = (Index("ix_candidate_kind_name", "kind", "name"),)
+
+
+class Job(Base):
+    """Work the job executor runs: due timers and service tasks."""
+
+    __tablename__ = "job"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[uuid.UUID]
+    element_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # "timer" or "service"
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lock_owner: Mapped[str | None] = mapped_column(String(255))
+    lock_expires_at: Mapped[datetime | None]
+
+
+class Subscription(Base):
+    """A message or signal an instance waits for, with its correlation keys."""
+
+    __tablename__ = "subscription"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "message" or "signal"
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    correlation: Mapped[str] = mapped_column(Text, default="{}")
+    task_id: Mapped[uuid.UUID | None]
+
+
+class Incident(Base):
+    """A failed step that waits for someone to fix data and retry."""
+
+    __tablename__ = "incident"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[uuid.UUID]
+    element_id: Mapped[str | None] = mapped_column(String(255))
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    line: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    resolved_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """Append-only history: what happened to an instance, who did it, and when."""
+
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=now)
+    kind: Mapped[str] = mapped_column(String(32))
+    element_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    user: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[str] = mapped_column(Text, default="{}")

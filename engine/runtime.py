@@ -1,0 +1,261 @@
+"""IO-free steps on a BpmnWorkflow: start, advance until it waits, complete, retry, and what it waits on."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+from .errors import InvalidState, TaskNotFound
+from .specs import ServiceTask
+
+log = logging.getLogger(__name__)
+
+for _name in ("spiff.task", "spiff.workflow", "spiff.data", "spiff.metrics"):
+    logging.getLogger(_name).setLevel(logging.WARNING)  # SpiffWorkflow builds log records on every state change
+
+DURATION = re.compile(r"^P(?=\d|T\d)")
+
+
+@dataclass
+class Failure:
+    """A step that failed: the task, where, and why."""
+
+    task_id: UUID
+    element_id: str | None
+    error_type: str
+    message: str
+    line: int | None
+
+
+@dataclass
+class Step:
+    """What one engine call did to a workflow: history entries and, perhaps, a failure."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    failure: Failure | None = None
+
+    def record(self, kind: str, task: Task | None = None, *, user: str | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        spec = task.task_spec if task is not None else None
+        self.events.append({"kind": kind, "element_id": getattr(spec, "bpmn_id", None),
+                            "name": getattr(spec, "bpmn_name", None), "user": user, "data": data or {}})
+
+
+def create(spec: Any, subprocesses: dict[str, Any], script_engine: PythonScriptEngine) -> BpmnWorkflow:
+    return BpmnWorkflow(spec, subprocesses, script_engine=script_engine)
+
+
+def start(workflow: BpmnWorkflow, data: dict[str, Any], step: Step, *, user: str | None) -> None:
+    """Put the start data on the root task and run until the instance waits."""
+    workflow.task_tree.data.update(copy.deepcopy(data))
+    step.record("started", user=user, data=data)
+    advance(workflow, step)
+
+
+def advance(workflow: BpmnWorkflow, step: Step) -> None:
+    """Run engine tasks until only human tasks, timers, messages or jobs remain; a failure becomes `step.failure`."""
+
+    def done(task: Task) -> None:
+        if task.state == TaskState.COMPLETED and getattr(task.task_spec, "bpmn_id", None):
+            step.record("completed", task)
+
+    try:
+        workflow.do_engine_steps(did_complete_task=done)
+        prepare_human_tasks(workflow)
+    except SpiffWorkflowException as exc:
+        step.failure = failure(workflow, exc)
+        step.record("incident", _task(workflow, step.failure.task_id),
+                    data={"message": step.failure.message, "line": step.failure.line})
+        return
+    if workflow.is_completed():
+        step.record("ended")
+
+
+def failure(workflow: BpmnWorkflow, exc: SpiffWorkflowException) -> Failure:
+    task = getattr(exc, "task", None)
+    if task is None:
+        task = next(iter(workflow.get_tasks(state=TaskState.ERROR)), None) or workflow.last_task
+    cause = exc.__cause__ or exc
+    message = getattr(cause, "message", None) or str(exc).split("\n")[0]
+    error_type = getattr(exc, "error_type", None) or type(cause).__name__
+    line = getattr(exc, "line_number", None) or getattr(cause, "line", None)
+    if task is not None and task.state != TaskState.ERROR:
+        task._set_state(TaskState.ERROR)
+    return Failure(task.id, getattr(task.task_spec, "bpmn_id", None), str(error_type), str(message),
+                   int(line) if line else None)
+
+
+def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    return [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if not isinstance(t.task_spec, ServiceTask)]
+
+
+def service_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    return [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if isinstance(t.task_spec, ServiceTask)]
+
+
+def open_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
+    """A ready human task by id, or TaskNotFound: SpiffWorkflow's run() itself has no state guard."""
+    task = _task(workflow, task_id)
+    if task is None or task.state != TaskState.READY or not task.task_spec.manual \
+            or isinstance(task.task_spec, ServiceTask):
+        raise TaskNotFound(task_id)
+    return task
+
+
+def complete(workflow: BpmnWorkflow, task: Task, data: dict[str, Any], step: Step, *, user: str | None) -> None:
+    """Complete a ready human task with already-accepted data and run until the instance waits again."""
+    task.data = copy.deepcopy(task.data)  # SpiffWorkflow shares nested values with ancestors; never mutate theirs
+    task.data.update(copy.deepcopy(data))
+    task.run()
+    step.record("completed", task, user=user, data=data)
+    advance(workflow, step)
+
+
+def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, step: Step, *, user: str | None) -> None:
+    """Run a failed task again, after its data was fixed, and go on."""
+    task = _task(workflow, task_id)
+    if task is None or task.state != TaskState.ERROR:
+        raise InvalidState(f"task {task_id} has not failed")
+    task.data = copy.deepcopy(task.data)
+    task.data.update(copy.deepcopy(data or {}))
+    step.record("retried", task, user=user, data=data)
+    try:
+        task.run()
+    except SpiffWorkflowException as exc:
+        step.failure = failure(workflow, exc)
+        step.record("incident", task, data={"message": step.failure.message, "line": step.failure.line})
+        return
+    if task.state == TaskState.COMPLETED:
+        step.record("completed", task)
+    advance(workflow, step)
+
+
+def cancel(workflow: BpmnWorkflow, step: Step, *, user: str | None) -> None:
+    workflow.cancel()
+    step.record("cancelled", user=user)
+
+
+def prepare_human_tasks(workflow: BpmnWorkflow) -> None:
+    """Work out once, when a human task becomes ready, who may do it and when it is due."""
+    for task in human_tasks(workflow):
+        if "baton" in task.internal_data:
+            continue
+        ext = getattr(task.task_spec, "extensions", {}).get("baton", {})
+        try:
+            task.internal_data["baton"] = {
+                "assignee": _one(_value(workflow, task, ext.get("assignee"))),
+                "candidate_users": _names(_value(workflow, task, ext.get("candidate_users"))),
+                "candidate_groups": _names(_value(workflow, task, ext.get("candidate_groups"))),
+                "due": _due(_value(workflow, task, ext.get("due"))),
+            }
+        except SpiffWorkflowException:
+            raise
+        except Exception as exc:
+            raise workflow.script_engine.create_task_exec_exception(task, "", exc) from exc
+
+
+def _value(workflow: BpmnWorkflow, task: Task, item: dict[str, str] | None) -> Any:
+    if not item:
+        return None
+    if "literal" in item:
+        return item["literal"]
+    return workflow.script_engine.evaluate(task, item["expression"])
+
+
+def _one(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _due(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
+    text = str(value).strip()
+    if DURATION.match(text):
+        return (datetime.now(UTC) + timedelta(seconds=TimerEventDefinition.parse_iso_duration(text).total_seconds())
+                ).isoformat()
+    return _due(datetime.fromisoformat(text))
+
+
+def assignment(task: Task) -> dict[str, Any]:
+    """Who a ready human task is for: assignee (or claimant), candidate users and groups, due time."""
+    info = dict(task.internal_data.get("baton") or {})
+    claimed = task.internal_data.get("baton_claimed_by")
+    if claimed:
+        info["assignee"] = claimed
+    return info
+
+
+def timers(workflow: BpmnWorkflow) -> list[tuple[Task, datetime]]:
+    """Every waiting timer with its due time."""
+    found = []
+    for task in workflow.event_manager.tasks.values() if hasattr(workflow, "event_manager") else []:
+        definition = getattr(task.task_spec, "event_definition", None)
+        if isinstance(definition, TimerEventDefinition) and "event_value" in task.internal_data:
+            value = task.internal_data["event_value"]
+            due = TimerEventDefinition.get_datetime(value["next"] if isinstance(value, dict) else value)
+            found.append((task, due if due.tzinfo else due.replace(tzinfo=UTC)))
+    return found
+
+
+def subscriptions(workflow: BpmnWorkflow) -> list[tuple[str, str, Task, dict[str, Any]]]:
+    """Messages and signals the workflow waits for: (kind, name, task, correlations)."""
+    found = []
+    for task in workflow.event_manager.tasks.values() if hasattr(workflow, "event_manager") else []:
+        definition = getattr(task.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition):
+            found.append(("message", definition.name, task, dict(workflow.correlations)))
+        elif isinstance(definition, SignalEventDefinition):
+            found.append(("signal", definition.name, task, {}))
+    return found
+
+
+def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The data an observer means by 'the instance's data now'."""
+    if workflow.is_completed():
+        return dict(workflow.data)
+    active = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
+    if active:
+        return dict(max(active, key=lambda t: t.last_state_change).data)
+    return dict(workflow.last_task.data) if workflow.last_task else {}
+
+
+def guard(workflow: BpmnWorkflow, reserved: dict[str, Any]) -> None:
+    """Put reserved values (the starter) back wherever a script or form changed them."""
+    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR):
+        for key, value in reserved.items():
+            if task.data.get(key) != value:
+                task.data[key] = value
+    if workflow.is_completed():
+        workflow.data.update(reserved)
+
+
+def _task(workflow: BpmnWorkflow, task_id: UUID) -> Task | None:
+    try:
+        return workflow.get_task_from_id(task_id)
+    except TaskNotFoundException:
+        return None

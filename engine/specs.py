@@ -1,0 +1,97 @@
+"""Baton's own task-spec classes and its one serializer configuration."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import WorkflowConverter as BaseWorkflowConverter
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.spiff.serializer.task_spec import SpiffBpmnTaskConverter
+from SpiffWorkflow.spiff.specs.spiff_task import SpiffBpmnTask
+
+log = logging.getLogger(__name__)
+
+# Task data holds Decimal amounts and dates; these survive a save/load round trip under stable names.
+STATE_FORMAT = 1
+
+
+class ServiceTask(SpiffBpmnTask):
+    """A service task as a wait state: a job calls the connector outside the instance's transaction."""
+
+    def __init__(self, wf_spec: Any, bpmn_id: str, connector: str | None = None,
+                 params: dict[str, str] | None = None, result_variable: str | None = None, **kwargs: Any) -> None:
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.connector = connector
+        self.params = params or {}
+        self.result_variable = result_variable
+        self.manual = True  # do_engine_steps leaves it READY; the job executor completes it
+
+
+class ServiceTaskConverter(SpiffBpmnTaskConverter):
+    def to_dict(self, spec: ServiceTask) -> dict[str, Any]:
+        dct = super().to_dict(spec)
+        dct.update(connector=spec.connector, params=spec.params, result_variable=spec.result_variable)
+        return dct
+
+
+class WorkflowConverter(BpmnWorkflowConverter):
+    """Instance state without its spec: the spec is stored once per definition and passed back in on load."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct = BaseWorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+
+def _registry() -> Any:
+    config = dict(SPIFF_CONFIG)
+    config[ServiceTask] = ServiceTaskConverter
+    config[BpmnWorkflow] = WorkflowConverter
+    registry = BpmnWorkflowSerializer.configure(config)
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]), "Decimal")
+    registry.register(datetime, lambda v: {"value": v.isoformat()}, lambda d: datetime.fromisoformat(d["value"]),
+                      "datetime")
+    registry.register(date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"]), "date")
+    return registry
+
+
+REGISTRY = _registry()
+SERIALIZER = BpmnWorkflowSerializer(REGISTRY)
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    """The instance's state as JSON text, spec left out."""
+    return json.dumps(SERIALIZER.to_dict(workflow), separators=(",", ":"), cls=SERIALIZER._encoder_cls)
+
+
+def load_state(state: str, spec: Any, subprocesses: dict[str, Any]) -> BpmnWorkflow:
+    dct = json.loads(state)
+    dct["spec"], dct["subprocess_specs"] = spec, subprocesses
+    return SERIALIZER.from_dict(dct)
+
+
+def dump_spec(spec: Any, subprocesses: dict[str, Any]) -> str:
+    return json.dumps({"spec": REGISTRY.convert(spec), "subprocesses": {k: REGISTRY.convert(v) for k, v in
+                                                                         subprocesses.items()}})
+
+
+def load_spec(text: str) -> tuple[Any, dict[str, Any]]:
+    dct = json.loads(text)
+    return REGISTRY.restore(dct["spec"]), {k: REGISTRY.restore(v) for k, v in dct["subprocesses"].items()}
+
+
+def to_plain(value: Any) -> Any:
+    """Task data as JSON-ready values, with Decimal and dates tagged so that `from_plain` restores them."""
+    return REGISTRY.convert(value)
+
+
+def from_plain(value: Any) -> Any:
+    return REGISTRY.restore(value)
