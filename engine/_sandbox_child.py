@@ -18,9 +18,9 @@ SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 CONTAINERS = frozenset({list, tuple, set, frozenset, dict})
 CLASSES = frozenset({"decimal.Decimal", "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta",
                      "datetime.timezone", "uuid.UUID"})
-SAFE_NAMES = ("abs all any bool bytes chr dict divmod enumerate filter float frozenset int isinstance iter len list map "
-              "max min next ord pow range repr reversed round set sorted str sum tuple zip Exception ArithmeticError "
-              "IndexError KeyError LookupError RuntimeError StopIteration TypeError ValueError ZeroDivisionError").split()
+SAFE_NAMES = ("abs all any bool bytes chr dict divmod enumerate filter float frozenset int isinstance iter len list "
+              "map max min next ord pow range repr reversed round set sorted str sum tuple zip Exception LookupError "
+              "ArithmeticError IndexError KeyError RuntimeError StopIteration TypeError ValueError ZeroDivisionError")
 
 
 class HostError(Exception):
@@ -28,7 +28,7 @@ class HostError(Exception):
 
 
 def safe_builtins() -> dict[str, Any]:
-    names = {name: getattr(builtins, name) for name in SAFE_NAMES}
+    names = {name: getattr(builtins, name) for name in SAFE_NAMES.split()}
     return names | {"HostError": HostError, "Decimal": decimal.Decimal, "date": datetime.date,
                     "datetime": datetime.datetime, "time": datetime.time, "timedelta": datetime.timedelta,
                     "timezone": datetime.timezone}
@@ -100,8 +100,10 @@ def run(request: tuple, safe: dict[str, Any], codes: dict, inp: int, out: int) -
         codes[mode, source] = code
         if mode == "eval":
             value = eval(code, scope)
-            return ("ok", value) if plain(value) else ("error", "DataError", None, 
-                    f"the expression returned a {type(value).__name__}, which is not plain data")
+            if not plain(value):
+                return ("error", "DataError", None, f"the expression returned a {type(value).__name__}, which is "
+                        "not plain data")
+            return ("ok", value)
         exec(code, scope)
         value = {k: v for k, v in scope.items() if not k.startswith("_") and k not in names and not callable(v)}
         for key, item in value.items():
@@ -128,9 +130,10 @@ def main() -> None:
             request = recv(inp)
         except EOFError:                     # the parent closed the pipe or died
             return
-        # Backstop for an orphaned child stuck in a loop: the kernel kills it after this much more CPU time.
+        # Backstop for a child whose parent died while it loops: the kernel kills it after a little more CPU time
+        # than the parent's wall-clock limit allows (which excludes time spent waiting for host functions).
         used = sum(os.times()[:2])
-        resource.setrlimit(resource.RLIMIT_CPU, (int(used + 2 * timeout) + 2, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_CPU, (int(used + timeout) + 2, resource.RLIM_INFINITY))
         if len(codes) > 500:
             codes.clear()
         try:

@@ -10,7 +10,6 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -38,7 +37,7 @@ from .info import (
     Waiting,
 )
 from .models import Candidate, Definition, Event, HumanTask, Incident, Instance, Job, Subscription, now
-from .scripting import Sandbox, SandboxEnvironment
+from .scripting import Sandbox
 from .specs import dump_spec, dump_state, from_plain, load_spec, load_state
 
 log = logging.getLogger(__name__)
@@ -75,14 +74,14 @@ class Engine:
         self.directory = directory
         self.sandbox = Sandbox(functions, timeout=self.settings.script_timeout,
                                memory=self.settings.script_memory_mb * 2**20)
-        self.script_engine = PythonScriptEngine(environment=SandboxEnvironment(self.sandbox))
+        self.script_engine = PythonScriptEngine(environment=runtime.Environment(self.sandbox, RESERVED))
         self.hook: Callable[[str], None] | None = None  # tests pause or kill a step at a named point
         self._specs: dict[int, tuple[Any, dict[str, Any]]] = {}
         self._workflows: dict[UUID, tuple[int, Any]] = {}
 
     def close(self) -> None:
+        """Stop this engine's script processes; the database pool is shared within the process and stays."""
         self.sandbox.close()
-        self.db.engine.dispose()
 
     # Diagrams
 
@@ -139,13 +138,21 @@ class Engine:
 
     def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, user: str | None = None,
               business_key: str | None = None) -> InstanceInfo:
-        """Start the newest version of a process as `user` (None: trusted host code) and run until it waits."""
+        """Start the newest version of a process as `user` (None: trusted host code) and run until it waits.
+
+        When the process declares a start form and a user starts it, only that form's fields are accepted.
+        """
         with self.db.read() as session:
             definition = _definition(session, process_id, None)
         spec, subprocesses = self._spec(definition)
         workflow = runtime.create(spec, subprocesses, self.script_engine)
         reserved = {"starter": user}
-        start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED} | reserved
+        fields = start_form(spec)
+        if user is not None and fields:
+            start_data = forms.accept(fields, data) | reserved
+        else:
+            start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED}
+            start_data |= forms.accept([f for f in fields if f["id"] in start_data], start_data) | reserved
         step = runtime.Step()
         runtime.start(workflow, start_data, step, user=user)
         runtime.guard(workflow, reserved)
@@ -345,7 +352,7 @@ class Engine:
         if step.failure is not None:
             status = "error"
         elif status is None:
-            status = "complete" if _finished(workflow) else "active"
+            status = "complete" if runtime.finished(workflow) else "active"
         values = {"status": status, "state": dump_state(workflow), "data": store.dumps(runtime.current_data(workflow))}
         if status in ("complete", "cancelled"):
             values["ended_at"] = now()
@@ -401,10 +408,13 @@ class Engine:
             raise Forbidden(f"{user} may not work on task {row.id}")
 
 
-def _finished(workflow: Any) -> bool:
-    """Complete only when nothing is left to do: SpiffWorkflow alone can report done while a task still waits."""
-    return workflow.is_completed() and not workflow.get_tasks(
-        state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
+def start_form(spec: Any) -> list[dict[str, Any]]:
+    """The fields of the form on the process's none start event, if it declares one."""
+    for task_spec in spec.task_specs.values():
+        fields = getattr(task_spec, "extensions", {}).get("baton", {}).get("form")
+        if fields and getattr(task_spec, "event_definition", None).__class__.__name__ == "NoneEventDefinition":
+            return list(fields)
+    return []
 
 
 def _called_files(subprocesses: dict[str, Any], parsed: parsing.Parsed) -> set[str]:

@@ -14,6 +14,7 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.parser.util import full_tag
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
+from SpiffWorkflow.spiff.parser.process import SpiffProcessParser
 from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
 
 from .errors import InvalidDiagram, Problem
@@ -27,6 +28,7 @@ DMN_PREFIX = "https://www.omg.org/spec/DMN/"
 NS = {"bpmn": BPMN, "camunda": CAMUNDA}
 ISO_8601 = re.compile(r"^(R\d*/)?([-+\d:.TZW]+/)?P(?=\d|T\d)[\dYMWD.]*(T[\dHMS.]*)?(/[-+\d:.TZ]+)?$"
                       r"|^\d{4}-\d\d-\d\d(T[\d:.]+(Z|[+-]\d\d:?\d\d)?)?$")
+NAIVE_DATE = re.compile(r"^\d{4}-\d\d-\d\d(T[\d:.]+)?$")
 UNSUPPORTED = {"complexGateway": "complex gateways are not supported",
                "linkEventDefinition": "link events are not supported yet: draw the flow as a sequence flow",
                "compensateEventDefinition": "compensation is not supported"}
@@ -113,6 +115,8 @@ def timer_expression(text: str | None) -> str | None:
         return text
     text = text.strip()
     if ISO_8601.match(text):
+        if NAIVE_DATE.match(text):
+            text += "+00:00"  # a date without a zone means UTC, never the server's local time
         return repr(text)
     return python_expression(text)
 
@@ -197,9 +201,24 @@ class ServiceTaskParser(SpiffTaskParser):
                            **self.bpmn_attributes)
 
 
+class ProcessParser(SpiffProcessParser):
+    """Finds elements by id among BPMN elements only: a Camunda enum value `approve` is not the task `approve`."""
+
+    def _index_process_nodes(self) -> None:
+        super()._index_process_nodes()
+        for node_id, node in list(self.nodes_by_id.items()):
+            if not node.tag.startswith(f"{{{BPMN}}}"):
+                bpmn = self.node.xpath(f'.//bpmn:*[@id="{node_id}"]', namespaces=NS)
+                if bpmn:
+                    self.nodes_by_id[node_id] = bpmn[0]
+                else:
+                    del self.nodes_by_id[node_id]
+
+
 class Parser(SpiffBpmnParser):
     """Baton's one parser: SpiffWorkflow's, plus Camunda's assignment, form and service-task attributes."""
 
+    PROCESS_PARSER_CLASS = ProcessParser
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (ServiceTaskParser, ServiceTask),
@@ -211,7 +230,7 @@ class Parser(SpiffBpmnParser):
 
     def add(self, root: etree._Element, filename: str) -> None:
         for node in root.iter():
-            if isinstance(node.tag, str) and node.get("id"):
+            if isinstance(node.tag, str) and node.get("id") and node.tag.startswith(f"{{{BPMN}}}"):
                 self.nodes.setdefault(node.get("id"), node)
         if root.tag.startswith("{" + DMN_PREFIX) or "DMN" in root.tag:
             self.add_dmn_xml(root, filename=filename)

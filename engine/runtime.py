@@ -15,13 +15,20 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskIterator
 from SpiffWorkflow.util.task import TaskState
 
 from .errors import InvalidState, TaskNotFound
+from .scripting import Sandbox, SandboxEnvironment
 from .specs import ServiceTask
 
 log = logging.getLogger(__name__)
+
+# SpiffWorkflow's task iterators silently stop at depth 1000: a long loop would look finished. Lift the limit.
+TaskIterator.__init__.__defaults__ = (None, 10**9, True, None)
+BpmnTaskIterator.__init__.__defaults__ = (None, 10**9, True, False, None)
 
 for _name in ("spiff.task", "spiff.workflow", "spiff.data", "spiff.metrics"):
     logging.getLogger(_name).setLevel(logging.WARNING)  # SpiffWorkflow builds log records on every state change
@@ -52,6 +59,21 @@ class Step:
         spec = task.task_spec if task is not None else None
         self.events.append({"kind": kind, "element_id": getattr(spec, "bpmn_id", None),
                             "name": getattr(spec, "bpmn_name", None), "user": user, "data": data or {}})
+
+
+class Environment(SandboxEnvironment):
+    """The sandbox, with values no script may change (the starter) put back after every script."""
+
+    def __init__(self, sandbox: Sandbox, reserved: tuple[str, ...]) -> None:
+        super().__init__(sandbox)
+        self.reserved = reserved
+
+    def execute(self, script: str, context: dict[str, Any], external_context: dict[str, Any] | None = None) -> bool:
+        kept = {k: context[k] for k in self.reserved if k in context}
+        try:
+            return super().execute(script, context, external_context)
+        finally:
+            context.update(kept)
 
 
 def create(spec: Any, subprocesses: dict[str, Any], script_engine: PythonScriptEngine) -> BpmnWorkflow:
@@ -232,6 +254,14 @@ def subscriptions(workflow: BpmnWorkflow) -> list[tuple[str, str, Task, dict[str
         elif isinstance(definition, SignalEventDefinition):
             found.append(("signal", definition.name, task, {}))
     return found
+
+
+def finished(workflow: BpmnWorkflow) -> bool:
+    """Complete only when every task of every (sub)process is finished, whatever SpiffWorkflow's iterators say."""
+    if not workflow.is_completed():
+        return False
+    pending = TaskState.FUTURE | TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+    return not any(t.has_state(pending) for w in [workflow, *workflow.subprocesses.values()] for t in w.tasks.values())
 
 
 def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:

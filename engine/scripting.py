@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from types import CodeType
 from typing import Any, NoReturn
@@ -78,19 +79,34 @@ def _refusal(node: ast.AST) -> str | None:
 
 def check(source: str, mode: str = "exec") -> list[tuple[int, str]]:
     """Lines and messages of syntax errors and forbidden constructs in `source`, without running it."""
+    return list(_problems(source, mode))
+
+
+@lru_cache(maxsize=4096)
+def _problems(source: str, mode: str) -> tuple[tuple[int, str], ...]:
     where = "scripts" if mode == "exec" else "expressions"
     try:
         tree = ast.parse(source, mode=mode)
     except SyntaxError as exc:
-        return [(exc.lineno or 1, f"SyntaxError: {exc.msg}")]
+        return ((exc.lineno or 1, f"SyntaxError: {exc.msg}"),)
     except (ValueError, RecursionError, MemoryError) as exc:
-        return [(1, f"the {where[:-1]} cannot be parsed: {exc}")]
+        return ((1, f"SyntaxError: {exc}"),)
     found = sorted((getattr(node, "lineno", 1), getattr(node, "end_col_offset", 0), why)
                    for node in ast.walk(tree) if (why := _refusal(node)))
-    return list(dict.fromkeys((line, f"{why} not allowed in {where}") for line, _, why in found))
+    return tuple(dict.fromkeys((line, f"{why} not allowed in {where}") for line, _, why in found))
 
 
-def _fast(node: ast.AST, host: Mapping[str, Any]) -> bool:
+@lru_cache(maxsize=4096)
+def _fast_code(expression: str, host: frozenset[str]) -> CodeType | None:
+    """Compiled `expression` if it is safe to eval in this process, else None."""
+    try:
+        fast = _fast(ast.parse(expression, mode="eval"), host)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return compile(expression, "<expression>", "eval") if fast else None
+
+
+def _fast(node: ast.AST, host: frozenset[str]) -> bool:
     """Whether an expression only reads data, compares, adds and calls host functions: safe to eval in-process."""
     def ok(*nodes: ast.AST | None) -> bool:
         return all(n is not None and _fast(n, host) for n in nodes)
@@ -137,8 +153,11 @@ class _Child:
 
     def send(self, frame: bytes) -> None:
         view = memoryview(frame)
-        while view:
-            view = view[os.write(self.proc.stdin.fileno(), view):]
+        try:
+            while view:
+                view = view[os.write(self.proc.stdin.fileno(), view):]
+        except BrokenPipeError:
+            raise self._stopped() from None
 
     def _read(self, size: int, deadline: float) -> bytes | None:
         buf = bytearray()
@@ -148,7 +167,7 @@ class _Child:
                 return None
             chunk = os.read(self.proc.stdout.fileno(), size - len(buf))
             if not chunk:
-                raise ScriptError(f"the script process stopped (exit code {self.proc.wait()})", error_type="Crash")
+                raise self._stopped()
             buf += chunk
         return bytes(buf)
 
@@ -157,6 +176,9 @@ class _Child:
         head = self._read(HEADER.size, deadline)
         body = head and self._read(HEADER.unpack(head)[0], deadline)
         return None if body is None else unpickle(body)
+
+    def _stopped(self) -> ScriptError:
+        return ScriptError(f"the script process stopped (exit code {self.proc.wait()})", error_type="Crash")
 
     def kill(self) -> None:
         self.proc.kill()
@@ -171,33 +193,28 @@ class _Pool:
     def __init__(self, size: int, memory: int, timeout: float) -> None:
         self.size, self.memory, self.timeout = size, memory, timeout
         self.idle: list[_Child] = []
-        self.busy: set[_Child] = set()
-        self.count, self.closed = 0, False
+        self.count, self.closed, self.pid = 0, False, os.getpid()
         self.ready = threading.Condition()
 
     def take(self) -> _Child:
         with self.ready:
+            if self.pid != os.getpid():         # forked (e.g. gunicorn --preload): the children belong to the parent
+                self.idle, self.count, self.pid = [], 0, os.getpid()
             while not self.idle and self.count >= self.size and not self.closed:
                 self.ready.wait()
             if self.closed:
                 raise ScriptError("the sandbox is closed", error_type="Closed")
             if self.idle:
-                child = self.idle.pop()
-                self.busy.add(child)
-                return child
+                return self.idle.pop()
             self.count += 1
         try:
-            child = _Child(self.memory, self.timeout)    # spawned outside the lock: other threads keep going
+            return _Child(self.memory, self.timeout)     # spawned outside the lock: other threads keep going
         except BaseException:
             self.give(None)
             raise
-        with self.ready:
-            self.busy.add(child)
-        return child
 
     def give(self, child: _Child | None, healthy: bool = False) -> None:
         with self.ready:
-            self.busy.discard(child)
             if child and healthy and not self.closed:
                 self.idle.append(child)
             else:
@@ -207,11 +224,10 @@ class _Pool:
             child.kill()
 
     def close(self) -> None:
+        """Kill the idle children now; a busy one dies when its call ends (at the latest at the time limit)."""
         with self.ready:
             self.closed, idle, self.idle = True, self.idle, []
             self.ready.notify_all()
-            for child in self.busy:
-                child.proc.kill()    # its caller sees the pipe close, gets a ScriptError and reaps it
         for child in idle:
             child.kill()
 
@@ -226,9 +242,8 @@ class Sandbox:
         self.memory = memory or int(float(os.environ.get("BATON_SCRIPT_MEMORY", "256")) * 2**20)
         self._host = {name: _guard(name, fn) for name, fn in self.functions.items()}
         self._pool = _Pool(size or os.cpu_count() or 2, self.memory, self.timeout)
+        self._names = frozenset(self.functions)
         self._close = weakref.finalize(self, self._pool.close)    # also runs at interpreter exit
-        self._codes: dict[str, CodeType | None] = {}             # None: not a fast-path expression
-        self._checks: dict[tuple[str, str], list[tuple[int, str]]] = {}
 
     def execute(self, script: str, data: dict[str, Any]) -> dict[str, Any]:
         """Run `script` on a copy of `data` in a child process and return the resulting data."""
@@ -238,14 +253,13 @@ class Sandbox:
 
     def evaluate(self, expression: str, data: Mapping[str, Any]) -> Any:
         """The value of `expression` over `data`: in this process if it is simple, else in a child."""
-        code = self._codes.get(expression, False)
-        if code is False:
-            code = self._compile(expression)
+        code = _fast_code(expression, self._names)
         if code is None:
             return self._run("eval", expression, data)
         try:
             return eval(code, {**data, **self._host, "__builtins__": {}})
-        except ScriptError:
+        except ScriptError as exc:             # from a host function
+            exc.line = line_of(exc, "<expression>")
             raise
         except Exception as exc:
             name = type(exc).__name__
@@ -253,36 +267,20 @@ class Sandbox:
 
     def check(self, source: str, mode: str = "exec") -> list[tuple[int, str]]:
         """Lines and messages of syntax errors and forbidden constructs in `source`."""
-        key = (mode, source)
-        if key not in self._checks:
-            if len(self._checks) > 2000:
-                self._checks.clear()
-            self._checks[key] = check(source, mode)
-        return self._checks[key]
+        return check(source, mode)
 
     def close(self) -> None:
         """Kill the child processes; calls afterwards raise ScriptError."""
         self._close()
 
-    def _compile(self, expression: str) -> CodeType | None:
-        try:
-            fast = _fast(ast.parse(expression, mode="eval"), self._host)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            fast = False
-        code = compile(expression, "<expression>", "eval") if fast else None
-        if len(self._codes) > 2000:
-            self._codes.clear()
-        self._codes[expression] = code
-        return code
-
     def _run(self, mode: str, source: str, data: Mapping[str, Any]) -> Any:
         what = "script" if mode == "exec" else "expression"
-        if problems := self.check(source, mode):
+        if problems := _problems(source, mode):
             line, message = problems[0]
             kind = "SyntaxError" if message.startswith("SyntaxError") else "Forbidden"
             raise ScriptError(message, line=line, error_type=kind)
         try:
-            request = _frame(("run", mode, source, dict(data), sorted(self.functions)))
+            request = _frame(("run", mode, source, dict(data), sorted(self._names)))
         except Exception as exc:
             raise ScriptError(f"the data cannot be passed to the {what}: {exc}", error_type="DataError") from exc
         child, healthy = self._pool.take(), False
@@ -305,7 +303,8 @@ class Sandbox:
             try:
                 message = child.recv(deadline)
             except pickle.UnpicklingError as exc:
-                raise ScriptError(f"the {what} returned data that is not allowed: {exc}", error_type="Forbidden") from exc
+                raise ScriptError(f"the {what} returned data that is not allowed: {exc}",
+                                  error_type="DataError") from exc
             if message is None:
                 raise ScriptError(f"the {what} exceeded the time limit of {self.timeout:g} s", error_type="Timeout")
             if message[0] != "call":
@@ -329,7 +328,7 @@ def _guard(name: str, fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except Exception as exc:
             message = f"HostError: {name}() failed: {type(exc).__name__}: {exc}"
-            raise ScriptError(message, line=1, error_type="HostError") from exc
+            raise ScriptError(message, error_type="HostError") from exc
     return call
 
 
@@ -362,5 +361,5 @@ def _raise_at_line(exc: ScriptError) -> NoReturn:
     """Re-raise `exc` from a frame named '<string>' at its line: PythonScriptEngine reads the line from there."""
     if exc.line is None:
         raise exc
-    code = compile("\n" * ((exc.line or 1) - 1) + "raise exc", "<string>", "exec")
+    code = compile("\n" * (exc.line - 1) + "raise exc", "<string>", "exec")
     exec(code, {"exc": exc})

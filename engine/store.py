@@ -30,11 +30,21 @@ log = logging.getLogger(__name__)
 
 SPIFF_VERSION = getattr(SpiffWorkflow, "__version__", "3.2")
 _upgraded: set[str] = set()
-_upgrade_lock = threading.Lock()
+_engines: dict[str, sa.Engine] = {}
+_upgrade_lock = threading.RLock()
 
 
 def connect(url: str) -> sa.Engine:
-    """An SQLAlchemy engine whose schema is at the newest revision; SQLite in WAL mode."""
+    """The process's one SQLAlchemy engine (and connection pool) for a URL, its schema at the newest revision."""
+    with _upgrade_lock:
+        if url not in _engines:
+            _engines[url] = _create(url)
+        engine = _engines[url]
+    upgrade(engine)
+    return engine
+
+
+def _create(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -50,10 +60,8 @@ def connect(url: str) -> sa.Engine:
         def _begin(conn: sa.Connection) -> None:
             # A writer takes the lock up front, so it never fails on a stale snapshot; readers never block.
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
-    else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    upgrade(engine)
-    return engine
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def upgrade(engine: sa.Engine) -> None:

@@ -1,0 +1,214 @@
+"""Throughput of durable Baton instances against the same process run by SpiffWorkflow in memory.
+
+The process (bench/throughput.bpmn): start -> script `total = amount * 2` -> three user tasks -> end.
+
+  durable    baton.engine.Engine on an SQLite file: `start`, then three times `tasks(instance_id=...)` (the
+             inbox a user would list) and `complete_task`, until the instance is complete. Every change is a
+             transaction that writes the state, the projections and the history.
+  in-memory  BpmnWorkflow on the same parsed spec, with PythonScriptEngine(environment=SandboxEnvironment(
+             Sandbox())) so the script goes through the same sandbox: do_engine_steps, then run each of the
+             three ready user tasks followed by do_engine_steps.
+
+Both are warmed up (sandbox children spawned, specs cached) and then measured in interleaved rounds
+(durable, in-memory, durable, ...) so that noise on the machine hits both alike. The ratio durable/in-memory
+is the share of SpiffWorkflow's own speed that survives durability; the target is >= 0.3. The durable figure
+is given with and without the time spent in `engine.tasks` (both come from the same run). Finally one more
+durable round runs under cProfile: the top functions by cumulative time, SQL statements per instance, and the
+time split into buckets by the Baton function that caused it (a function's time goes to its nearest marked
+caller; SQLite's own share of each bucket is in the second column).
+
+Run: .venv/bin/python bench/throughput.py [--n 300] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import event
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.util.task import TaskState
+
+from baton.engine import Engine, parsing
+from baton.engine.scripting import Sandbox, SandboxEnvironment
+
+BPMN = Path(__file__).with_name("throughput.bpmn")
+PROCESS = "throughput"
+
+
+def durable(engine: Engine, n: int) -> tuple[float, float]:
+    """Run n instances to completion; (total seconds, seconds of those spent listing tasks)."""
+    inbox = 0.0
+    began = time.perf_counter()
+    for i in range(n):
+        info = engine.start(PROCESS, {"amount": i})
+        for _ in range(3):
+            t = time.perf_counter()
+            task = engine.tasks(instance_id=info.id)[0]
+            inbox += time.perf_counter() - t
+            info = engine.complete_task(task.id)
+        assert info.status == "complete" and info.data["total"] == 2 * i, info
+    return time.perf_counter() - began, inbox
+
+
+def in_memory(spec, subprocesses, script_engine: PythonScriptEngine, n: int) -> float:
+    began = time.perf_counter()
+    for i in range(n):
+        workflow = BpmnWorkflow(spec, subprocesses, script_engine=script_engine)
+        workflow.task_tree.data.update({"amount": i})
+        workflow.do_engine_steps()
+        for _ in range(3):
+            workflow.get_tasks(state=TaskState.READY, manual=True)[0].run()
+            workflow.do_engine_steps()
+        assert workflow.is_completed() and workflow.data["total"] == 2 * i
+    return time.perf_counter() - began
+
+
+# (file name ending, function name or None for every function in the file) -> bucket; nearest marked caller wins.
+MARKERS = [
+    (("scripting.py", None), "sandbox (script in child process)"),
+    (("specs.py", "dump_state"), "serialization (dump_state/load_state, data JSON)"),
+    (("specs.py", "load_state"), "serialization (dump_state/load_state, data JSON)"),
+    (("store.py", "dumps"), "serialization (dump_state/load_state, data JSON)"),
+    (("runtime.py", None), "SpiffWorkflow stepping and task queries"),
+    (("core.py", "_finished"), "SpiffWorkflow stepping and task queries"),
+    (("store.py", "write_projections"), "projections (human_task, job, subscription)"),
+    (("store.py", "write_history"), "history events"),
+    (("store.py", "insert_instance"), "instance row insert/update"),
+    (("store.py", "update_instance"), "instance row insert/update"),
+    (("store.py", "read"), "transactions (begin, commit, close)"),
+    (("store.py", "write"), "transactions (begin, commit, close)"),
+    (("core.py", "tasks"), "inbox query (engine.tasks)"),
+    (("core.py", "instance"), "re-read InstanceInfo after each change"),
+    (("core.py", "_on_task"), "task row lookup, definition lookup, _load"),
+    (("core.py", "_load"), "task row lookup, definition lookup, _load"),
+    (("core.py", "_definition"), "task row lookup, definition lookup, _load"),
+    (("core.py", "_change"), "other"),
+]
+
+
+def marker(func: tuple) -> str | None:
+    filename, _, name = func
+    for (suffix, fname), bucket in MARKERS:
+        if filename.endswith("engine/" + suffix) and fname in (None, name):
+            return bucket
+    return None
+
+
+def attribution(stats: pstats.Stats) -> dict[tuple, dict[str, float]]:
+    """For each function, which buckets its own time belongs to: a marked function to its bucket, any other one
+    to its callers' buckets in proportion to the time each caller spent in it (iterated to a fixed point)."""
+    marked = {f: {b: 1.0} for f in stats.stats if (b := marker(f))}
+    shares = dict(marked)
+    for _ in range(200):
+        changed = False
+        for f, (*_, callers) in stats.stats.items():
+            if f in marked:
+                continue
+            edges = [(c, edge[3]) for c, edge in callers.items() if c != f]
+            if not edges:
+                dist = {"other": 1.0}
+            else:
+                known = [(c, w) for c, w in edges if c in shares]
+                if not known:
+                    continue
+                dist = defaultdict(float)
+                weight = sum(w for _, w in known) or 1.0
+                for caller, w in known:
+                    for bucket, part in shares[caller].items():
+                        dist[bucket] += part * w / weight
+            old = shares.get(f, {})
+            if any(abs(dist.get(b, 0.0) - old.get(b, 0.0)) > 1e-9 for b in set(dist) | set(old)):
+                shares[f], changed = dict(dist), True
+        if not changed:
+            break
+    return shares
+
+
+def buckets(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per bucket, and the part of them spent inside SQLite itself."""
+    shares = attribution(stats)
+    spent: dict[str, float] = defaultdict(float)
+    sqlite: dict[str, float] = defaultdict(float)
+    for f, (_, _, own_time, _, _) in stats.stats.items():
+        for bucket, part in shares.get(f, {"other": 1.0}).items():
+            spent[bucket] += own_time * part
+            if f[0] == "~" and "sqlite3." in f[2]:
+                sqlite[bucket] += own_time * part
+    return spent, sqlite
+
+
+def profile(engine: Engine, n: int) -> None:
+    statements = 0
+
+    def count(*_args) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine.db.engine, "before_cursor_execute", count)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    durable(engine, n)
+    profiler.disable()
+    event.remove(engine.db.engine, "before_cursor_execute", count)
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    total = sum(v[2] for v in stats.stats.values())
+    print(f"\n== profile of one durable round ({n} instances, {total:.2f} s under cProfile, "
+          f"{statements / n:.1f} SQL statements per instance, {statements / n / 4:.1f} per engine call)")
+    stats.strip_dirs().sort_stats("cumulative").print_stats(20)
+    spent, sqlite = buckets(pstats.Stats(profiler))
+    print(f"{'bucket':52} {'seconds':>8} {'share':>6} {'of which SQLite':>16}")
+    for bucket, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"{bucket:52} {seconds:8.3f} {seconds / total:6.1%} {sqlite.get(bucket, 0.0):16.3f}")
+    print(f"{'SQL execution in SQLite, all buckets':52} {sum(sqlite.values()):8.3f} "
+          f"{sum(sqlite.values()) / total:6.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="instances per round")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds of each kind")
+    args = parser.parse_args()
+
+    sandbox = Sandbox()
+    script_engine = PythonScriptEngine(environment=SandboxEnvironment(sandbox))
+    parsed = parsing.parse([parsing.source(BPMN)], max_bytes=5 * 2**20, check=sandbox.check)
+    assert not parsed.errors, parsed.errors
+    spec, subprocesses = parsed.processes[PROCESS]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(f"sqlite:///{tmp}/bench.db")
+        try:
+            engine.deploy(BPMN)
+            warm = max(10, args.n // 10)
+            durable(engine, warm)
+            in_memory(spec, subprocesses, script_engine, warm)
+            d_time = d_inbox = m_time = 0.0
+            for r in range(1, args.rounds + 1):
+                d, inbox = durable(engine, args.n)
+                m = in_memory(spec, subprocesses, script_engine, args.n)
+                d_time, d_inbox, m_time = d_time + d, d_inbox + inbox, m_time + m
+                print(f"round {r}: durable {args.n / d:7.1f} inst/s ({args.n / (d - inbox):7.1f} without "
+                      f"engine.tasks)   in-memory {args.n / m:7.1f} inst/s")
+            total = args.n * args.rounds
+            with_inbox, without = total / d_time, total / (d_time - d_inbox)
+            memory = total / m_time
+            print(f"\ndurable:   {with_inbox:7.1f} instances/s counting engine.tasks, {without:7.1f} without")
+            print(f"in-memory: {memory:7.1f} instances/s")
+            ratio = with_inbox / memory
+            print(f"ratio durable/in-memory: {ratio:.3f} ({without / memory:.3f} without engine.tasks); "
+                  f"target >= 0.3: {'met' if ratio >= 0.3 else 'NOT met'}")
+            profile(engine, args.n)
+        finally:
+            engine.close()
+            sandbox.close()
+
+
+if __name__ == "__main__":
+    main()

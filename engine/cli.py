@@ -1,0 +1,292 @@
+"""The `baton` command: deploy diagrams, start instances and work their tasks from a shell.
+
+exit codes:
+  0  ok
+  1  any other engine error
+  2  bad input: usage, invalid JSON, data that does not fit the form, a diagram with errors
+  3  not found: no such process, instance, task or incident
+  4  conflict: someone else changed the instance first; try again
+  5  forbidden or invalid state: not your task, or the instance cannot do that now
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .core import Engine
+from .errors import Conflict, EngineError, Forbidden, InvalidData, InvalidDiagram, InvalidState, NotFound
+from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, LintReport, TaskInfo
+
+log = logging.getLogger(__name__)
+
+OK, FAILED, BAD_INPUT, NOT_FOUND, CONFLICT, FORBIDDEN = 0, 1, 2, 3, 4, 5
+CODES: tuple[tuple[type[EngineError], int], ...] = (
+    (InvalidData, BAD_INPUT), (InvalidDiagram, BAD_INPUT), (NotFound, NOT_FOUND), (Conflict, CONFLICT),
+    (Forbidden, FORBIDDEN), (InvalidState, FORBIDDEN))
+WAITING_KINDS = ("task", "timer", "message", "signal", "job")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors; return the code instead
+        return exc.code if isinstance(exc.code, int) else BAD_INPUT
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="baton: %(message)s")
+    engine = Engine(args.database)
+    try:
+        result = args.run(engine, args)
+    except InvalidDiagram as exc:
+        print("\n".join(str(p) for p in exc.problems) or "baton: invalid diagram", file=sys.stderr)
+        return BAD_INPUT
+    except EngineError as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        return next((code for kind, code in CODES if isinstance(exc, kind)), FAILED)
+    finally:
+        engine.close()
+    print(to_json(result) if args.json else args.show(result))
+    return BAD_INPUT if isinstance(result, LintReport) and not result.ok else OK
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)  # global options, accepted before or after the command
+    common.add_argument("--database", metavar="URL", default=argparse.SUPPRESS,
+                        help="database URL (default: $BATON_DATABASE_URL, else sqlite:///baton.db)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens")
+    epilog = __doc__.split("\n\n", 1)[1]
+    top = argparse.ArgumentParser(prog="baton", parents=[common], description=__doc__.splitlines()[0],
+                                  epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.set_defaults(database=None, json=False, verbose=False)
+    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, run: Callable[[Engine, argparse.Namespace], Any], show: Callable[[Any], str],
+                summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=summary, description=summary, epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(run=run, show=show)
+        return sub
+
+    def options(sub: argparse.ArgumentParser, *names: str) -> None:
+        helps = {"user": "act as this user (default: trusted host code, which skips form and permission checks)",
+                 "data": "a JSON object, or @FILE holding one", "process": "only this process id"}
+        for name in names:
+            sub.add_argument(f"--{name}", type=json_object if name == "data" else None, help=helps.get(name))
+
+    sub = command("deploy", lambda e, a: e.deploy(*diagrams(a.files), user=a.user), show_definitions,
+                  "deploy BPMN and DMN files together; unchanged files keep their version")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn or .dmn file, or a folder of them")
+    options(sub, "user")
+    sub = command("lint", lambda e, a: e.lint(*diagrams(a.files)), show_lint,
+                  "check diagrams without deploying them; exit 2 if any has errors")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn or .dmn file, or a folder of them")
+    sub = command("demo", demo, show_demo, "deploy the example processes and show how to start one")
+    sub.add_argument("--processes", metavar="DIR", type=Path, default=Path("processes"),
+                     help="the folder of example diagrams (default: ./processes)")
+    command("definitions", lambda e, a: e.definitions(), show_definitions, "every deployed version of every process")
+
+    sub = command("start", lambda e, a: e.start(a.process_id, a.data, user=a.user, business_key=a.business_key),
+                  show_instance, "start the newest version of a process")
+    sub.add_argument("process_id", metavar="PROCESS")
+    options(sub, "data", "user")
+    sub.add_argument("--business-key", metavar="KEY")
+    sub = command("instances", lambda e, a: e.instances(process_id=a.process, status=a.status, starter=a.starter,
+                                                        waiting_on=a.waiting_on), show_instances,
+                  "instances matching every filter given, newest first")
+    options(sub, "process")
+    sub.add_argument("--status", choices=STATUSES)
+    sub.add_argument("--starter", metavar="USER", help="only instances this user started")
+    sub.add_argument("--waiting-on", metavar="KIND", choices=WAITING_KINDS, help=", ".join(WAITING_KINDS))
+    sub = command("show", lambda e, a: e.instance(a.instance_id), show_instance,
+                  "one instance: its status, what it waits on, its incidents and data")
+    sub.add_argument("instance_id", metavar="INSTANCE")
+    sub = command("history", lambda e, a: e.history(a.instance_id), show_history,
+                  "what happened to an instance, oldest first")
+    sub.add_argument("instance_id", metavar="INSTANCE")
+    sub = command("retry", lambda e, a: e.retry(a.instance_id, data=a.data, user=a.user), show_instance,
+                  "run the failed task of the instance's open incident again, with --data merged in first")
+    sub.add_argument("instance_id", metavar="INSTANCE")
+    options(sub, "data", "user")
+    for name, summary in (("cancel", "stop an instance for good"), ("suspend", "pause an instance"),
+                          ("resume", "continue a suspended instance")):
+        sub = command(name, administer(name), show_instance, summary)
+        sub.add_argument("instance_id", metavar="INSTANCE")
+        options(sub, "user")
+
+    sub = command("tasks", lambda e, a: e.tasks(user=a.user, instance_id=a.instance, process_id=a.process),
+                  show_tasks, "open human tasks")
+    options(sub, "user", "process")
+    sub.add_argument("--instance", metavar="ID", help="only this instance's tasks")
+    sub = command("complete", lambda e, a: e.complete_task(a.task_id, a.data, user=a.user), show_instance,
+                  "complete a task with its form data and run until the instance waits again")
+    sub.add_argument("task_id", metavar="TASK")
+    options(sub, "data", "user")
+    sub = command("claim", lambda e, a: e.claim(a.task_id, user=a.user), show_task,
+                  "take a task offered to you or your groups")
+    sub.add_argument("task_id", metavar="TASK")
+    sub.add_argument("--user", required=True)
+    sub = command("unclaim", lambda e, a: e.unclaim(a.task_id, user=a.user), show_task,
+                  "give a claimed task back to its candidates")
+    sub.add_argument("task_id", metavar="TASK")
+    sub.add_argument("--user", required=True)
+    return top
+
+
+def administer(name: str) -> Callable[[Engine, argparse.Namespace], InstanceInfo]:
+    """Cancel, suspend or resume: the same call on the instance, recorded in its history as the user's."""
+    return lambda engine, args: getattr(engine, name)(args.instance_id, user=args.user)
+
+
+def demo(engine: Engine, args: argparse.Namespace) -> tuple[list[DefinitionInfo], str]:
+    folder = args.processes
+    if not folder.is_dir():
+        raise InvalidData(f"no folder {folder}: run from the repository root or pass --processes DIR")
+    files = diagrams([folder])
+    if not files:
+        raise InvalidData(f"no .bpmn or .dmn files under {folder}")
+    prefix = f"baton --database {args.database}" if args.database else "baton"
+    return engine.deploy(*files, user="demo"), prefix
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A `--data` value: JSON text or @FILE, fractions as Decimal so that amounts stay exact."""
+    try:
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        value = json.loads(text, parse_float=Decimal)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text[1:]}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, like '{\"amount\": 12.50}'")
+    return value
+
+
+def diagrams(paths: Iterable[Path | str]) -> list[Path]:
+    """The files named, with each folder replaced by the .bpmn and .dmn files under it."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".bpmn", ".dmn") and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InvalidData(f"no file {path}")
+    return found
+
+
+# Output: JSON for programs, aligned tables and blocks for people.
+
+def to_json(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.asdict(v)
+        return [plain(i) for i in v] if isinstance(v, list | tuple) else v
+
+    def default(v: Any) -> str:
+        if isinstance(v, datetime | date):
+            return v.isoformat()
+        return str(v)  # UUID, Decimal
+
+    return json.dumps(plain(value), indent=2, ensure_ascii=False, default=default)
+
+
+def cell(value: Any) -> str:
+    if value is None or value == ():
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def value(v: Any) -> str:
+    """A data value for people: numbers and text as they are, structures as JSON."""
+    return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, dict | list) else cell(v)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    cells = [list(headers), *([cell(v) for v in row] for row in rows)]
+    if len(cells) == 1:
+        return "(none)"
+    widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def block(pairs: Iterable[tuple[str, Any]]) -> str:
+    pairs = list(pairs)
+    width = max(len(k) for k, _ in pairs)
+    text = "\n".join(f"{k.ljust(width)}  {v if isinstance(v, str) else cell(v)}" for k, v in pairs)
+    return "\n".join(line.rstrip() for line in text.splitlines())
+
+
+def show_definitions(definitions: list[DefinitionInfo]) -> str:
+    return table(("PROCESS", "VERSION", "NAME", "FILE", "DEPLOYED BY", "DEPLOYED"),
+                 ((d.process_id, d.version, d.name, d.filename, d.deployed_by, d.deployed_at) for d in definitions))
+
+
+def show_lint(report: LintReport) -> str:
+    lines = [str(p) if p.severity == "error" else f"{p} ({p.severity})" for p in report.problems]
+    return "\n".join([*lines, f"{len(report.errors)} errors, {len(report.warnings)} warnings"])
+
+
+def show_demo(result: tuple[list[DefinitionInfo], str]) -> str:
+    definitions, baton = result
+    first = definitions[0].process_id if definitions else "PROCESS"
+    steps = [f"{baton} start {first} --data '{{}}'", f"{baton} tasks",
+             f"{baton} complete TASK --user USER --data '{{}}'"]
+    return "\n".join([show_definitions(definitions), "", "Start one, then work its tasks:", *(f"  {s}" for s in steps)])
+
+
+def show_tasks(tasks: list[TaskInfo]) -> str:
+    return table(("ID", "NAME", "PROCESS", "ASSIGNEE", "CANDIDATES", "CREATED", "DUE"),
+                 ((t.id, t.name, t.process_id, t.assignee, t.candidate_users + t.candidate_groups, t.created, t.due)
+                  for t in tasks))
+
+
+def show_task(task: TaskInfo) -> str:
+    form = [f"{f.id} ({f.type}{', required' if f.required else ''}"
+            f"{': ' + '|'.join(v for v, _ in f.values) if f.values else ''})" for f in task.form]
+    return block([("id", task.id), ("name", task.name), ("process", task.process_id), ("instance", task.instance_id),
+                  ("assignee", task.assignee), ("candidate users", task.candidate_users),
+                  ("candidate groups", task.candidate_groups), ("created", task.created), ("due", task.due),
+                  ("form", ", ".join(form) or "-")])
+
+
+def show_instance(instance: InstanceInfo) -> str:
+    waiting = "; ".join(" ".join(filter(None, (w.kind, w.element_id, w.name and f'"{w.name}"',
+                                               w.due and f"due {cell(w.due)}"))) for w in instance.waiting_on)
+    incidents = "".join(f"\n  {cell(i.created)}  {i.element_id or '-'}  {i.message}"
+                        f"{f' (line {i.line})' if i.line else ''}  [{i.id}]" for i in instance.incidents)
+    data = "".join(f"\n  {k}: {value(v)}" for k, v in instance.data.items())
+    return block([("id", instance.id), ("process", f"{instance.process_id} version {instance.definition_version}"),
+                  ("status", instance.status), ("business key", instance.business_key),
+                  ("starter", instance.starter), ("created", instance.created), ("updated", instance.updated),
+                  ("ended", instance.ended), ("waiting on", waiting or "-"), ("incidents", incidents or "-"),
+                  ("data", data or "-")])
+
+
+def show_instances(instances: list[InstanceInfo]) -> str:
+    return table(("ID", "PROCESS", "VERSION", "STATUS", "STARTER", "BUSINESS KEY", "CREATED", "WAITING ON"),
+                 ((i.id, i.process_id, i.definition_version, i.status, i.starter, i.business_key, i.created,
+                   ",".join(f"{w.kind}:{w.element_id or w.name}" for w in i.waiting_on) or None) for i in instances))
+
+
+def show_history(events: list[EventInfo]) -> str:
+    return table(("AT", "KIND", "ELEMENT", "NAME", "USER", "DATA"),
+                 ((e.at, e.kind, e.element_id, e.name, e.user,
+                   ", ".join(f"{k}={value(v)}" for k, v in e.data.items()) or None) for e in events))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Tiny BPMN documents for tests, written as the flow nodes they contain."""
+
+from __future__ import annotations
+
+HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs" targetNamespace="http://baton.test">\n')
+
+
+def process(*nodes: str, flows: str = "", process_id: str = "p", extra: str = "") -> bytes:
+    """A document with one executable process; `flows` is 'a>b b>c' for plain sequence flows."""
+    sequence = []
+    for i, pair in enumerate(flows.split()):
+        source, target = pair.split(">")
+        sequence.append(f'<bpmn:sequenceFlow id="flow_{i}" sourceRef="{source}" targetRef="{target}"/>')
+    body = "\n".join([*nodes, *sequence])
+    return (f'{HEAD}{extra}<bpmn:process id="{process_id}" isExecutable="true">\n{body}\n'
+            '</bpmn:process>\n</bpmn:definitions>\n').encode()
+
+
+def script_process(script: str, process_id: str = "p") -> bytes:
+    """start -> script -> user task (ann) -> end."""
+    return process('<bpmn:startEvent id="start"/>',
+                   f'<bpmn:scriptTask id="run" name="Run"><bpmn:script>{script}</bpmn:script></bpmn:scriptTask>',
+                   '<bpmn:userTask id="check" name="Check" camunda:assignee="ann"/>',
+                   '<bpmn:endEvent id="end"/>', flows="start>run run>check check>end", process_id=process_id)
+
+
+APPROVAL = process(
+    '<bpmn:startEvent id="start"/>',
+    '''<bpmn:userTask id="approve" name="Approve" camunda:assignee="${approver}">
+  <bpmn:extensionElements><camunda:formData>
+    <camunda:formField id="decision" label="Decision" type="enum">
+      <camunda:validation><camunda:constraint name="required"/></camunda:validation>
+      <camunda:value id="approve" name="Approve"/><camunda:value id="reject" name="Reject"/>
+    </camunda:formField>
+    <camunda:formField id="comment" label="Comment" type="string">
+      <camunda:validation><camunda:constraint name="maxlength" config="20"/></camunda:validation>
+    </camunda:formField>
+    <camunda:formField id="quantity" label="Quantity" type="long" defaultValue="1">
+      <camunda:validation><camunda:constraint name="min" config="1"/></camunda:validation>
+    </camunda:formField>
+  </camunda:formData></bpmn:extensionElements>
+</bpmn:userTask>''',
+    '<bpmn:endEvent id="end"/>', flows="start>approve approve>end", process_id="approval")
+
+DIVIDE = process(
+    '<bpmn:startEvent id="start"/>',
+    '<bpmn:scriptTask id="divide" name="Divide"><bpmn:script>x = 1\nresult = 10 / divisor</bpmn:script>'
+    '</bpmn:scriptTask>',
+    '<bpmn:userTask id="check" name="Check" camunda:candidateGroups="clerks"/>',
+    '<bpmn:endEvent id="end"/>', flows="start>divide divide>check check>end", process_id="divide")

@@ -1,0 +1,268 @@
+"""The Engine facade: deploy, versions, start, tasks, forms, incidents and administration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from bpmn_builder import APPROVAL, DIVIDE, process
+
+from baton.engine import Engine
+from baton.engine.errors import (
+    Conflict,
+    DefinitionNotFound,
+    Forbidden,
+    InstanceNotFound,
+    InvalidData,
+    InvalidDiagram,
+    InvalidState,
+    TaskNotFound,
+)
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = Engine(database_url)
+    yield engine
+    engine.close()
+
+
+def fresh(url):
+    """A new Engine on the same database: every step also proves persistence."""
+    return Engine(url)
+
+
+def test_deploy_versions_and_noop_redeploy(engine, database_url):
+    first = engine.deploy(APPROVAL, user="alice")
+    assert [(d.process_id, d.version, d.deployed_by) for d in first] == [("approval", 1, "alice")]
+    assert fresh(database_url).deploy(APPROVAL)[0].version == 1
+    changed = APPROVAL.replace(b'name="Approve"', b'name="Approve it"', 1)
+    assert engine.deploy(changed)[0].version == 2
+    assert [d.version for d in engine.definitions()] == [2, 1]
+    assert engine.definition("approval").version == 2
+    assert engine.definition("approval", 1).checksum == first[0].checksum
+    assert engine.diagram("approval", 1) == APPROVAL
+    with pytest.raises(DefinitionNotFound):
+        engine.definition("nope")
+
+
+def test_running_instances_stay_on_their_version(engine, database_url):
+    engine.deploy(APPROVAL)
+    old = engine.start("approval", {"approver": "ann"})
+    engine.deploy(APPROVAL.replace(b'name="Approve"', b'name="Approve v2"', 1))
+    new = engine.start("approval", {"approver": "ann"})
+    names = {t.instance_id: t.name for t in fresh(database_url).tasks()}
+    assert (old.definition_version, names[old.id]) == (1, "Approve")
+    assert (new.definition_version, names[new.id]) == (2, "Approve v2")
+
+
+def test_lint_reports_every_error_of_a_file_at_once(engine):
+    broken = process(
+        '<bpmn:startEvent id="start"/>',
+        '<bpmn:exclusiveGateway id="choose" name="Choose"/>',
+        '<bpmn:scriptTask id="bad" name="Bad"><bpmn:script>x = = 1</bpmn:script></bpmn:scriptTask>',
+        '<bpmn:scriptTask id="sneaky"><bpmn:script>import os</bpmn:script></bpmn:scriptTask>',
+        '<bpmn:endEvent id="end"/>',
+        flows="start>choose choose>bad choose>sneaky bad>end sneaky>end")
+    report = engine.lint(broken)
+    assert not report.ok
+    flagged = {(p.element_id, p.line is not None) for p in report.errors}
+    assert {("flow_1", True), ("flow_2", True), ("bad", True), ("sneaky", True)} <= flagged
+    with pytest.raises(InvalidDiagram) as caught:
+        engine.deploy(broken)
+    assert len(caught.value.problems) == len(report.errors)
+    assert engine.definitions() == []
+
+
+@pytest.mark.parametrize(("content", "expected_line", "words"), [
+    (b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "aaaa">]>\n<x>&a;</x>', 2, "DOCTYPE"),
+    (APPROVAL[:400], None, "not well-formed"),
+])
+def test_unsafe_or_broken_xml_is_refused_with_a_line(engine, content, expected_line, words):
+    with pytest.raises(InvalidDiagram) as caught:
+        engine.deploy(content)
+    problem = caught.value.problems[0]
+    assert words in problem.message
+    assert problem.line == (expected_line or problem.line) and problem.line
+
+
+def test_oversized_diagram_is_refused_before_parsing(database_url, monkeypatch):
+    monkeypatch.setenv("BATON_MAX_DIAGRAM_BYTES", "1000")
+    with pytest.raises(InvalidDiagram, match="limit is 1,000"):
+        Engine(database_url).deploy(APPROVAL + b" " * 1000)
+
+
+def test_unconditioned_exclusive_flow_names_its_line_and_element(engine):
+    diagram = process('<bpmn:startEvent id="start"/>', '<bpmn:exclusiveGateway id="gw"/>',
+                      '<bpmn:endEvent id="a"/>', '<bpmn:endEvent id="b"/>', flows="start>gw gw>a gw>b")
+    with pytest.raises(InvalidDiagram) as caught:
+        engine.deploy(diagram)
+    lines = diagram.decode().splitlines()
+    for problem in caught.value.problems:
+        assert problem.element_id in lines[problem.line - 1]
+        assert "without a condition" in problem.message
+
+
+def test_a_user_completes_only_declared_fields_typed_and_validated(engine, database_url):
+    engine.deploy(APPROVAL)
+    instance = engine.start("approval", {"approver": "ann", "amount": Decimal("50")}, user="sam")
+    task = fresh(database_url).tasks(user="ann")[0]
+    assert [f.id for f in task.form] == ["decision", "comment", "quantity"]
+    with pytest.raises(InvalidData) as caught:
+        fresh(database_url).complete_task(task.id, {"decision": "maybe", "comment": "x" * 30}, user="ann")
+    assert {e.field for e in caught.value.errors} == {"decision", "comment"}
+    done = fresh(database_url).complete_task(
+        task.id, {"decision": "approve", "quantity": "3", "amount": "1000000", "starter": "mallory"}, user="ann")
+    assert done.status == "complete"
+    assert done.data["amount"] == Decimal("50")
+    assert done.data["quantity"] == 3
+    assert done.starter == "sam" and done.data["starter"] == "sam"
+    assert fresh(database_url).instance(instance.id).status == "complete"
+
+
+def test_starter_cannot_be_overwritten_by_data_or_script(engine, database_url):
+    diagram = process('<bpmn:startEvent id="start"/>',
+                      '<bpmn:scriptTask id="hack"><bpmn:script>starter = "mallory"</bpmn:script></bpmn:scriptTask>',
+                      '<bpmn:userTask id="look" camunda:assignee="${starter}"/>', '<bpmn:endEvent id="end"/>',
+                      flows="start>hack hack>look look>end")
+    engine.deploy(diagram)
+    instance = engine.start("p", {"starter": "mallory"}, user="sam")
+    assert instance.starter == "sam" and instance.data["starter"] == "sam"
+    assert [t.assignee for t in fresh(database_url).tasks(instance_id=instance.id)] == ["sam"]
+
+
+def test_only_the_assignee_or_a_candidate_may_act(database_url):
+    class Groups:
+        def groups_of(self, user):
+            return {"clerks"} if user == "carl" else set()
+
+    engine = Engine(database_url, directory=Groups())
+    engine.deploy(APPROVAL, DIVIDE)
+    engine.start("approval", {"approver": "ann"})
+    task = engine.tasks(process_id="approval")[0]
+    with pytest.raises(Forbidden):
+        engine.complete_task(task.id, {"decision": "approve"}, user="bob")
+    assert engine.tasks(user="bob") == []
+    engine.start("divide", {"divisor": 5})
+    clerk_task = engine.tasks(process_id="divide")[0]
+    assert [t.id for t in engine.tasks(user="carl")] == [clerk_task.id]
+    with pytest.raises(Forbidden):
+        engine.claim(clerk_task.id, user="bob")
+    assert engine.claim(clerk_task.id, user="carl").assignee == "carl"
+    assert Engine(database_url, directory=Groups()).tasks(user="carl")[0].assignee == "carl"
+    with pytest.raises(Forbidden):
+        engine.unclaim(clerk_task.id, user="ann")
+    assert engine.unclaim(clerk_task.id, user="carl").assignee is None
+
+
+def test_a_task_completes_once(engine, database_url):
+    engine.deploy(APPROVAL)
+    engine.start("approval", {"approver": "ann"})
+    task = engine.tasks()[0]
+    engine.complete_task(task.id, {"decision": "approve"}, user="ann")
+    with pytest.raises(TaskNotFound):
+        fresh(database_url).complete_task(task.id, {"decision": "reject"}, user="ann")
+    with pytest.raises(InstanceNotFound):
+        engine.instance("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(InvalidData):
+        engine.instance("not-an-id")
+
+
+def test_failing_script_is_an_incident_that_retry_resolves(engine, database_url):
+    engine.deploy(DIVIDE)
+    instance = engine.start("divide", {"divisor": 0})
+    assert instance.status == "error"
+    (incident,) = instance.incidents
+    assert incident.element_id == "divide" and "ZeroDivisionError" in f"{incident.error_type} {incident.message}"
+    assert incident.line == 2
+    assert fresh(database_url).instances(incidents=True)[0].id == instance.id
+    assert engine.tasks() == []
+    fixed = fresh(database_url).retry(instance.id, data={"divisor": 5})
+    assert fixed.status == "active" and fixed.incidents == ()
+    assert fixed.data["result"] == 2
+    kinds = [e.kind for e in engine.history(instance.id)]
+    assert kinds.count("incident") == 1 and "retried" in kinds
+
+
+def test_retry_that_fails_again_keeps_one_open_incident(engine):
+    engine.deploy(DIVIDE)
+    instance = engine.start("divide", {"divisor": 0})
+    again = engine.retry(instance.id)
+    assert again.status == "error" and len(again.incidents) == 1
+
+
+def test_suspend_resume_and_cancel(engine, database_url):
+    engine.deploy(APPROVAL)
+    instance = engine.start("approval", {"approver": "ann"})
+    task = engine.tasks()[0]
+    assert fresh(database_url).suspend(instance.id).status == "suspended"
+    assert engine.tasks(user="ann") == []
+    with pytest.raises(InvalidState):
+        fresh(database_url).complete_task(task.id, {"decision": "approve"}, user="ann")
+    assert fresh(database_url).resume(instance.id).status == "active"
+    cancelled = fresh(database_url).cancel(instance.id)
+    assert cancelled.status == "cancelled" and cancelled.ended is not None and cancelled.waiting_on == ()
+    assert engine.tasks() == []
+    with pytest.raises(InvalidState):
+        engine.resume(instance.id)
+
+
+def test_instances_filter_by_status_starter_waiting_and_data(engine):
+    engine.deploy(APPROVAL, DIVIDE)
+    waiting = engine.start("approval", {"approver": "ann", "region": "north"}, user="sam", business_key="PO-1")
+    failed = engine.start("divide", {"divisor": 0}, user="ivy")
+    assert [i.id for i in engine.instances(status="error")] == [failed.id]
+    assert [i.id for i in engine.instances(starter="sam")] == [waiting.id]
+    assert [i.id for i in engine.instances(waiting_on="task")] == [waiting.id]
+    assert [i.id for i in engine.instances(business_key="PO-1")] == [waiting.id]
+    assert [i.id for i in engine.instances(data={"region": "north"})] == [waiting.id]
+    assert engine.instances(waiting_on="timer") == []
+    with pytest.raises(InvalidData):
+        engine.instances(status="sleeping")
+
+
+def test_timer_due_times_are_in_the_job_projection_and_naive_dates_mean_utc(engine):
+    diagram = process(
+        '<bpmn:startEvent id="start"/>',
+        '<bpmn:intermediateCatchEvent id="later"><bpmn:timerEventDefinition>'
+        '<bpmn:timeDate>2030-01-01T09:00:00</bpmn:timeDate></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>',
+        '<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>'
+        '<bpmn:timeDuration>PT48H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>',
+        '<bpmn:endEvent id="end"/>', flows="start>later later>wait wait>end")
+    engine.deploy(diagram)
+    instance = engine.start("p")
+    (timer,) = instance.waiting_on
+    assert (timer.kind, timer.element_id, timer.due) == ("timer", "later", datetime(2030, 1, 1, 9, tzinfo=UTC))
+    assert [i.id for i in engine.instances(waiting_on="timer")] == [instance.id]
+
+
+def test_service_task_is_a_wait_state_with_a_job(engine):
+    diagram = process('<bpmn:startEvent id="start"/>',
+                      '<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="erp"/>',
+                      '<bpmn:endEvent id="end"/>', flows="start>call call>end")
+    engine.deploy(diagram)
+    instance = engine.start("p")
+    assert instance.status == "active"
+    assert [(w.kind, w.element_id) for w in instance.waiting_on] == [("job", "call")]
+    assert engine.tasks() == []
+
+
+def test_a_loop_of_300_passes_is_not_reported_complete_early(sqlite_url):
+    diagram = process(
+        '<bpmn:startEvent id="start"/>',
+        '<bpmn:scriptTask id="count"><bpmn:script>n = n + 1</bpmn:script></bpmn:scriptTask>',
+        '<bpmn:exclusiveGateway id="more" default="flow_done"/>', '<bpmn:endEvent id="end"/>',
+        '<bpmn:sequenceFlow id="flow_again" sourceRef="more" targetRef="count">'
+        '<bpmn:conditionExpression>n &lt; 300</bpmn:conditionExpression></bpmn:sequenceFlow>',
+        '<bpmn:sequenceFlow id="flow_done" sourceRef="more" targetRef="end"/>',
+        flows="start>count count>more")
+    engine = Engine(sqlite_url)
+    engine.deploy(diagram)
+    instance = engine.start("p", {"n": 0})
+    assert (instance.status, instance.data["n"]) == ("complete", 300)
+    assert sum(e.element_id == "count" for e in engine.history(instance.id)) == 300
+
+
+def test_conflict_is_an_engine_error():
+    assert issubclass(Conflict, Exception) and Conflict.__mro__[1].__name__ == "EngineError"
