@@ -15,6 +15,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
@@ -52,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return next((code for kind, code in CODES if isinstance(exc, kind)), FAILED)
     finally:
         engine.close()
-    print(to_json(result) if args.json else args.show(result))
+    try:
+        print(to_json(result) if args.json else args.show(result), flush=True)
+    except BrokenPipeError:  # the reader went away, as `baton tasks | head` does: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return BAD_INPUT if isinstance(result, LintReport) and not result.ok else OK
 
 
@@ -76,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     def options(sub: argparse.ArgumentParser, *names: str) -> None:
-        helps = {"user": "act as this user (default: trusted host code, which skips form and permission checks)",
+        helps = {"user": "act as this user (default: trusted host code: no form or permission checks)",
                  "data": "a JSON object, or @FILE holding one", "process": "only this process id"}
         for name in names:
             sub.add_argument(f"--{name}", type=json_object if name == "data" else None, help=helps.get(name))
@@ -145,15 +150,24 @@ def administer(name: str) -> Callable[[Engine, argparse.Namespace], InstanceInfo
     return lambda engine, args: getattr(engine, name)(args.instance_id, user=args.user)
 
 
-def demo(engine: Engine, args: argparse.Namespace) -> tuple[list[DefinitionInfo], str]:
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    deployed: list[DefinitionInfo]
+    next: list[str]
+
+
+def demo(engine: Engine, args: argparse.Namespace) -> Demo:
     folder = args.processes
     if not folder.is_dir():
         raise InvalidData(f"no folder {folder}: run from the repository root or pass --processes DIR")
     files = diagrams([folder])
     if not files:
         raise InvalidData(f"no .bpmn or .dmn files under {folder}")
-    prefix = f"baton --database {args.database}" if args.database else "baton"
-    return engine.deploy(*files, user="demo"), prefix
+    deployed = engine.deploy(*files, user="demo")
+    baton = f"baton --database {shlex.quote(args.database)}" if args.database else "baton"
+    first = deployed[0].process_id if deployed else "PROCESS"
+    return Demo(deployed, [f"{baton} start {first}", f"{baton} tasks",
+                           f"{baton} complete TASK --user USER --data JSON"])
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -210,9 +224,13 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def value(v: Any) -> str:
+def human(v: Any) -> str:
     """A data value for people: numbers and text as they are, structures as JSON."""
     return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, dict | list) else cell(v)
+
+
+def count(items: Sequence[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -237,15 +255,12 @@ def show_definitions(definitions: list[DefinitionInfo]) -> str:
 
 def show_lint(report: LintReport) -> str:
     lines = [str(p) if p.severity == "error" else f"{p} ({p.severity})" for p in report.problems]
-    return "\n".join([*lines, f"{len(report.errors)} errors, {len(report.warnings)} warnings"])
+    return "\n".join([*lines, f"{count(report.errors, 'error')}, {count(report.warnings, 'warning')}"])
 
 
-def show_demo(result: tuple[list[DefinitionInfo], str]) -> str:
-    definitions, baton = result
-    first = definitions[0].process_id if definitions else "PROCESS"
-    steps = [f"{baton} start {first} --data '{{}}'", f"{baton} tasks",
-             f"{baton} complete TASK --user USER --data '{{}}'"]
-    return "\n".join([show_definitions(definitions), "", "Start one, then work its tasks:", *(f"  {s}" for s in steps)])
+def show_demo(result: Demo) -> str:
+    return "\n".join([show_definitions(result.deployed), "", "Start one, then work its tasks:",
+                      *(f"  {line}" for line in result.next)])
 
 
 def show_tasks(tasks: list[TaskInfo]) -> str:
@@ -268,7 +283,7 @@ def show_instance(instance: InstanceInfo) -> str:
                                                w.due and f"due {cell(w.due)}"))) for w in instance.waiting_on)
     incidents = "".join(f"\n  {cell(i.created)}  {i.element_id or '-'}  {i.message}"
                         f"{f' (line {i.line})' if i.line else ''}  [{i.id}]" for i in instance.incidents)
-    data = "".join(f"\n  {k}: {value(v)}" for k, v in instance.data.items())
+    data = "".join(f"\n  {k}: {human(v)}" for k, v in instance.data.items())
     return block([("id", instance.id), ("process", f"{instance.process_id} version {instance.definition_version}"),
                   ("status", instance.status), ("business key", instance.business_key),
                   ("starter", instance.starter), ("created", instance.created), ("updated", instance.updated),
@@ -285,7 +300,7 @@ def show_instances(instances: list[InstanceInfo]) -> str:
 def show_history(events: list[EventInfo]) -> str:
     return table(("AT", "KIND", "ELEMENT", "NAME", "USER", "DATA"),
                  ((e.at, e.kind, e.element_id, e.name, e.user,
-                   ", ".join(f"{k}={value(v)}" for k, v in e.data.items()) or None) for e in events))
+                   ", ".join(f"{k}={human(v)}" for k, v in e.data.items()) or None) for e in events))
 
 
 if __name__ == "__main__":

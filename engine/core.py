@@ -158,7 +158,7 @@ class Engine:
         runtime.guard(workflow, reserved)
         self._pause("before_write")
         instance_id = uuid4()
-        values = self._values(workflow, step, "active")
+        values = self._values(workflow, step, None)
         with self.db.write() as session:
             store.insert_instance(session, {"id": instance_id, "definition_id": definition.id,
                                             "process_id": process_id, "business_key": business_key,
