@@ -39,9 +39,10 @@ WAITING_KINDS = ("task", "timer", "message", "signal", "job")
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = parser().parse_args(argv)
+        parsed = parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors; return the code instead
         return exc.code if isinstance(exc.code, int) else BAD_INPUT
+    args = argparse.Namespace(**{"database": None, "json": False, "verbose": False, **vars(parsed)})
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="baton: %(message)s")
     engine = Engine(args.database)
     try:
@@ -62,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)  # global options, accepted before or after the command
+    # Global options, accepted before or after the command: unset ones stay unset, so neither place overrides the
+    # other (argparse shares these actions between parsers, so set_defaults here would reach the commands too).
+    common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database", metavar="URL", default=argparse.SUPPRESS,
                         help="database URL (default: $BATON_DATABASE_URL, else sqlite:///baton.db)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
@@ -70,7 +73,6 @@ def parser() -> argparse.ArgumentParser:
     epilog = __doc__.split("\n\n", 1)[1]
     top = argparse.ArgumentParser(prog="baton", parents=[common], description=__doc__.splitlines()[0],
                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.set_defaults(database=None, json=False, verbose=False)
     commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, run: Callable[[Engine, argparse.Namespace], Any], show: Callable[[Any], str],

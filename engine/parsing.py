@@ -335,7 +335,10 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
             for text, mode, what in expressions(node, local):
                 for offset, message in check(python_expression(text) if mode == "eval" else text, mode):
                     line = (node.sourceline or 0) + max(offset - 1, 0) if mode == "exec" else node.sourceline
-                    add(node, f"{what}: {message}", line=line)
+                    # What does not compile blocks deployment; what the sandbox refuses fails (as an incident) when run.
+                    severity = "error" if message.startswith("SyntaxError") else "warning"
+                    add(node, f"{what}: {message}" if severity == "error" else f"{what.replace('cannot', 'will not')}"
+                        f": {message}", severity, line=line)
     return found
 
 

@@ -68,7 +68,8 @@ def test_lint_reports_every_error_of_a_file_at_once(engine):
     report = engine.lint(broken)
     assert not report.ok
     flagged = {(p.element_id, p.line is not None) for p in report.errors}
-    assert {("flow_1", True), ("flow_2", True), ("bad", True), ("sneaky", True)} <= flagged
+    assert {("flow_1", True), ("flow_2", True), ("bad", True)} <= flagged
+    assert [(p.element_id, "imports are not allowed" in p.message) for p in report.warnings] == [("sneaky", True)]
     with pytest.raises(InvalidDiagram) as caught:
         engine.deploy(broken)
     assert len(caught.value.problems) == len(report.errors)
