@@ -479,9 +479,9 @@ def _instance_info(session: Session, row: Instance) -> InstanceInfo:
                 session.scalars(select(Job).where(Job.instance_id == row.id).order_by(Job.due_at))]
     waiting += [Waiting(s.kind, None, s.name) for s in
                 session.scalars(select(Subscription).where(Subscription.instance_id == row.id))]
+    open_incidents = select(Incident).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
     incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
-                      for i in session.scalars(select(Incident).where(
-                          Incident.instance_id == row.id, Incident.resolved_at.is_(None)).order_by(Incident.created_at)))
+                      for i in session.scalars(open_incidents.order_by(Incident.created_at)))
     definition_version = session.scalar(select(Definition.version).where(Definition.id == row.definition_id))
     return InstanceInfo(row.id, row.process_id, definition_version or 0, row.status, row.business_key, row.starter,
                         from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at,

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.parser.util import full_tag
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.process import SpiffProcessParser
+from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser as SpiffBusinessRuleTaskParser
 from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
+from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask
 
 from .errors import InvalidDiagram, Problem
 from .specs import ServiceTask
@@ -201,6 +203,14 @@ class ServiceTaskParser(SpiffTaskParser):
                            **self.bpmn_attributes)
 
 
+class BusinessRuleTaskParser(SpiffBusinessRuleTaskParser):
+    """Decisions named the Spiff way (`calledDecisionId`) or the Camunda way (`camunda:decisionRef`)."""
+
+    @staticmethod
+    def get_decision_ref(node: etree._Element) -> str | None:
+        return SpiffBusinessRuleTaskParser.get_decision_ref(node) or node.get(f"{{{CAMUNDA}}}decisionRef")
+
+
 class ProcessParser(SpiffProcessParser):
     """Finds elements by id among BPMN elements only: a Camunda enum value `approve` is not the task `approve`."""
 
@@ -222,6 +232,7 @@ class Parser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (ServiceTaskParser, ServiceTask),
+        full_tag("businessRuleTask"): (BusinessRuleTaskParser, BusinessRuleTask),
     }
 
     def __init__(self) -> None:

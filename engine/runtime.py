@@ -14,11 +14,10 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.task import Task
-from SpiffWorkflow.util.task import TaskIterator
-from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from .errors import InvalidState, TaskNotFound
 from .scripting import Sandbox, SandboxEnvironment
@@ -121,7 +120,8 @@ def failure(workflow: BpmnWorkflow, exc: SpiffWorkflowException) -> Failure:
 
 
 def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    return [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if not isinstance(t.task_spec, ServiceTask)]
+    ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+    return [t for t in ready if not isinstance(t.task_spec, ServiceTask)]
 
 
 def service_tasks(workflow: BpmnWorkflow) -> list[Task]:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from bpmn_builder import APPROVAL, DIVIDE, process
 
 from baton.engine import Engine
 from baton.engine.errors import (
@@ -19,6 +18,8 @@ from baton.engine.errors import (
     InvalidState,
     TaskNotFound,
 )
+from bpmn_builder import APPROVAL, DIVIDE, process
+from conftest import diagram
 
 
 @pytest.fixture
@@ -267,3 +268,18 @@ def test_a_loop_of_300_passes_is_not_reported_complete_early(sqlite_url):
 
 def test_conflict_is_an_engine_error():
     assert issubclass(Conflict, Exception) and Conflict.__mro__[1].__name__ == "EngineError"
+
+
+def test_dmn_and_call_activity_deploy_together_and_resolve(engine, database_url):
+    main = process('<bpmn:startEvent id="start"/>',
+                   '<bpmn:businessRuleTask id="decide" camunda:decisionRef="approval_level"/>',
+                   '<bpmn:callActivity id="sub" calledElement="child"/>',
+                   '<bpmn:endEvent id="end"/>', flows="start>decide decide>sub sub>end", process_id="parent")
+    child = process('<bpmn:startEvent id="c_start"/>',
+                    '<bpmn:scriptTask id="c_run"><bpmn:script>seen = level.upper()</bpmn:script></bpmn:scriptTask>',
+                    '<bpmn:endEvent id="c_end"/>', flows="c_start>c_run c_run>c_end", process_id="child")
+    assert not engine.lint(main).ok  # alone, neither the decision nor the called process resolves
+    deployed = engine.deploy(main, child, diagram("limits.dmn"))
+    assert sorted(d.process_id for d in deployed) == ["child", "parent"]
+    done = fresh(database_url).start("parent", {"amount": 5000})
+    assert (done.status, done.data["level"], done.data["seen"]) == ("complete", "director", "DIRECTOR")

@@ -8,9 +8,9 @@ import time
 from html import escape
 
 import pytest
-from bpmn_builder import script_process
 
 from baton.engine import Engine
+from bpmn_builder import script_process
 
 HOSTILE = {
     "import": "import os\nr = os.getcwd()",
