@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from importlib.metadata import version
 from pathlib import Path
 
 from sqlalchemy import event
@@ -35,6 +37,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.util.task import TaskState
 
+import baton.engine as engine_package
 from baton.engine import Engine, parsing
 from baton.engine.scripting import Sandbox, SandboxEnvironment
 
@@ -176,6 +179,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds of each kind")
     args = parser.parse_args()
 
+    print(f"engine {Path(engine_package.__file__).parent}, SpiffWorkflow {version('SpiffWorkflow')}, "
+          f"SQLAlchemy {version('SQLAlchemy')}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"{args.n} instances x {args.rounds} rounds")
     sandbox = Sandbox()
     script_engine = PythonScriptEngine(environment=SandboxEnvironment(sandbox))
     parsed = parsing.parse([parsing.source(BPMN)], max_bytes=5 * 2**20, check=sandbox.check)
@@ -194,8 +200,8 @@ def main() -> None:
                 d, inbox = durable(engine, args.n)
                 m = in_memory(spec, subprocesses, script_engine, args.n)
                 d_time, d_inbox, m_time = d_time + d, d_inbox + inbox, m_time + m
-                print(f"round {r}: durable {args.n / d:7.1f} inst/s ({args.n / (d - inbox):7.1f} without "
-                      f"engine.tasks)   in-memory {args.n / m:7.1f} inst/s")
+                print(f"round {r}: durable {args.n / d:6.1f} inst/s ({args.n / (d - inbox):6.1f} without "
+                      f"engine.tasks)   in-memory {args.n / m:6.1f} inst/s   ratio {m / d:.3f}")
             total = args.n * args.rounds
             with_inbox, without = total / d_time, total / (d_time - d_inbox)
             memory = total / m_time

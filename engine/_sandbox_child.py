@@ -112,7 +112,7 @@ def run(request: tuple, safe: dict[str, Any], codes: dict, inp: int, out: int) -
                         "cannot be kept in the process data (delete it at the end of the script)")
         return ("ok", value)
     except Exception as exc:
-        return ("error", type(exc).__name__, line_of(exc, "<script>"), f"{type(exc).__name__}: {exc}")
+        return ("error", type(exc).__name__, line_of(exc, "<script>"), f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import forms, parsing, runtime, store
 from .config import Settings
@@ -161,7 +162,8 @@ class Engine:
         values = self._values(workflow, step, None)
         with self.db.write() as session:
             store.insert_instance(session, {"id": instance_id, "definition_id": definition.id,
-                                            "process_id": process_id, "business_key": business_key,
+                                            "process_id": process_id, "definition_version": definition.version,
+                                            "business_key": business_key,
                                             "starter": user, "version": 1, **values})
             self._pause("written")
             store.write_projections(session, instance_id, process_id, workflow, values["status"] == "active")
@@ -346,14 +348,21 @@ class Engine:
             self._workflows.pop(loaded.id, None)
             raise
         self._workflows[loaded.id] = (loaded.version + 1, loaded.workflow)
-        return self.instance(loaded.id)
+        row = loaded.row  # detached: setting its attributes writes nothing, it only describes the new state
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.version = loaded.version + 1
+        with self.db.read() as session:
+            return _instance_info(session, row)
 
     def _values(self, workflow: Any, step: runtime.Step, status: str | None) -> dict[str, Any]:
         if step.failure is not None:
             status = "error"
         elif status is None:
             status = "complete" if runtime.finished(workflow) else "active"
-        values = {"status": status, "state": dump_state(workflow), "data": store.dumps(runtime.current_data(workflow))}
+        active = status in ("active", "error", "suspended")
+        values = {"status": status, "state": dump_state(workflow), "data": store.dumps(runtime.current_data(workflow)),
+                  "waiting": json.dumps(runtime.waiting(workflow) if active else []), "updated_at": now()}
         if status in ("complete", "cancelled"):
             values["ended_at"] = now()
         return values
@@ -361,16 +370,16 @@ class Engine:
     def _load(self, instance_id: UUID) -> Loaded:
         """The instance's workflow, from this engine's cache when the row has not changed since."""
         with self.db.read() as session:
-            row = session.get(Instance, instance_id)
+            row = session.get(Instance, instance_id, options=[defer(Instance.state)])
             if row is None:
                 raise InstanceNotFound(instance_id)
             cached = self._workflows.pop(instance_id, None)
             if cached is not None and cached[0] == row.version:
                 workflow = cached[1]
             else:
-                definition = session.get(Definition, row.definition_id)
-                spec, subprocesses = self._spec(definition)
-                workflow = load_state(row.state, spec, subprocesses)
+                spec, subprocesses = self._spec(session.get(Definition, row.definition_id))
+                state = session.scalar(select(Instance.state).where(Instance.id == instance_id))
+                workflow = load_state(state, spec, subprocesses)
                 workflow.script_engine = self.script_engine
         self._pause("loaded")
         return Loaded(row, workflow)
@@ -472,18 +481,17 @@ def _waiting_clause(kind: str) -> Any:
     return tables[kind]
 
 
-def _instance_info(session: Session, row: Instance) -> InstanceInfo:
-    waiting = [Waiting("task", t.element_id, t.name, t.due_at) for t in session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == row.id).order_by(HumanTask.created_at))]
-    waiting += [Waiting("timer" if j.kind == "timer" else "job", j.element_id, None, j.due_at) for j in
-                session.scalars(select(Job).where(Job.instance_id == row.id).order_by(Job.due_at))]
-    waiting += [Waiting(s.kind, None, s.name) for s in
-                session.scalars(select(Subscription).where(Subscription.instance_id == row.id))]
-    open_incidents = select(Incident).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
-    incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
-                      for i in session.scalars(open_incidents.order_by(Incident.created_at)))
-    definition_version = session.scalar(select(Definition.version).where(Definition.id == row.definition_id))
-    return InstanceInfo(row.id, row.process_id, definition_version or 0, row.status, row.business_key, row.starter,
-                        from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at,
-                        tuple(waiting), incidents)
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
+
+def _instance_info(session: Session, row: Instance) -> InstanceInfo:
+    incidents: tuple[IncidentInfo, ...] = ()
+    if row.status in ("error", "suspended"):
+        query = select(Incident).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
+        incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
+                          for i in session.scalars(query.order_by(Incident.created_at)))
+    waiting = tuple(Waiting(w["kind"], w["element_id"], w["name"], _when(w["due"])) for w in json.loads(row.waiting))
+    return InstanceInfo(row.id, row.process_id, row.definition_version, row.status, row.business_key, row.starter,
+                        from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at, waiting,
+                        incidents)

@@ -27,8 +27,8 @@ def accept(fields: list[dict[str, Any]], data: Mapping[str, Any] | None) -> dict
         if raw is None or raw == "":
             if field.get("required") and field["type"] != "boolean":
                 errors.append(FieldError(name, f"{field['label']} is required"))
-            elif field["type"] == "boolean":
-                accepted[name] = False
+            else:
+                accepted[name] = False if field["type"] == "boolean" else None  # declared fields always exist after
             continue
         try:
             accepted[name] = convert(field, raw)

@@ -67,11 +67,13 @@ class Instance(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     definition_id: Mapped[int] = mapped_column(ForeignKey("definition.id"), index=True)
     process_id: Mapped[str] = mapped_column(String(255), index=True)
+    definition_version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), index=True)
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
     starter: Mapped[str | None] = mapped_column(String(255), index=True)
     state: Mapped[str] = mapped_column(Text)  # JSON text: key order matters to SpiffWorkflow, never jsonb
     data: Mapped[str] = mapped_column(Text, default="{}")
+    waiting: Mapped[str] = mapped_column(Text, default="[]")  # what it waits on now, derived at every save
     state_format: Mapped[int] = mapped_column(default=1)
     spiff_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=now, index=True)

@@ -6,7 +6,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -218,8 +218,9 @@ def _due(value: Any) -> str | None:
         return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
     text = str(value).strip()
     if DURATION.match(text):
-        return (datetime.now(UTC) + timedelta(seconds=TimerEventDefinition.parse_iso_duration(text).total_seconds())
-                ).isoformat()
+        start = datetime.now(UTC)
+        return (start + TimerEventDefinition.get_timedelta_from_start(
+            TimerEventDefinition.parse_iso_duration(text), start)).isoformat()
     return _due(datetime.fromisoformat(text))
 
 
@@ -262,6 +263,19 @@ def finished(workflow: BpmnWorkflow) -> bool:
         return False
     pending = TaskState.FUTURE | TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
     return not any(t.has_state(pending) for w in [workflow, *workflow.subprocesses.values()] for t in w.tasks.values())
+
+
+def waiting(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
+    """What the instance waits on: human tasks, timers, service-task jobs, messages and signals."""
+    found = [{"kind": "task", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name,
+              "due": assignment(t).get("due")} for t in human_tasks(workflow)]
+    found += [{"kind": "timer", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name,
+               "due": due.isoformat()} for t, due in timers(workflow)]
+    found += [{"kind": "job", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name, "due": None}
+              for t in service_tasks(workflow)]
+    found += [{"kind": kind, "element_id": t.task_spec.bpmn_id, "name": name, "due": None}
+              for kind, name, t, _ in subscriptions(workflow)]
+    return found
 
 
 def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:

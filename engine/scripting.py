@@ -33,6 +33,8 @@ FRAME_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")   # generator and fra
 NODES = {ast.Import: "imports are", ast.ImportFrom: "imports are", ast.ClassDef: "class definitions are",
          ast.AsyncFunctionDef: "async code is", ast.Await: "async code is", ast.AsyncFor: "async code is",
          ast.AsyncWith: "async code is"}
+BINDINGS = {ast.Name: "id", ast.arg: "arg", ast.FunctionDef: "name", ast.ExceptHandler: "name", ast.MatchAs: "name",
+            ast.MatchStar: "name", ast.MatchMapping: "rest"}
 UNPICKLABLE = CLASSES | {"builtins.complex", "builtins.set", "builtins.frozenset", "builtins.bytearray"}
 
 
@@ -64,17 +66,20 @@ def _frame(message: Any) -> bytes:
 def _refusal(node: ast.AST) -> str | None:
     if type(node) in NODES:
         return NODES[type(node)]
-    names = {ast.Name: "id", ast.arg: "arg", ast.FunctionDef: "name", ast.Attribute: "attr"}
-    name = getattr(node, names.get(type(node), ""), None)
+    if isinstance(node, ast.Attribute):
+        return _attribute(node.attr)
     if isinstance(node, ast.MatchClass):       # `case tuple(__class__=c)` reads an attribute
-        name = next((a for a in node.kwd_attrs if a.startswith("_") or a in ATTRIBUTES), None)
-    if not name or name == "_":
-        return None
+        return next(filter(None, map(_attribute, node.kwd_attrs)), None)
+    name = getattr(node, BINDINGS.get(type(node), ""), None)
+    if name and name != "_" and name.startswith("_"):
+        return f"names starting with '_' ({name}) are"
+    return f"'{name}' is" if isinstance(node, ast.Name) and name in NAMES else None
+
+
+def _attribute(name: str) -> str | None:
     if name.startswith("_"):
         return f"names starting with '_' ({name}) are"
-    if isinstance(node, ast.Attribute) and (name in ATTRIBUTES or name.startswith(FRAME_PREFIXES)):
-        return f"'.{name}' is"
-    return f"'{name}' is" if name in NAMES and isinstance(node, ast.Name) else None
+    return f"'.{name}' is" if name in ATTRIBUTES or name.startswith(FRAME_PREFIXES) else None
 
 
 def check(source: str, mode: str = "exec") -> list[tuple[int, str]]:

@@ -128,7 +128,7 @@ def insert_instance(session: Session, row: dict[str, Any]) -> None:
 def update_instance(session: Session, instance_id: UUID, version: int, values: dict[str, Any]) -> None:
     """Write the new state if nobody else wrote since we read `version`; otherwise Conflict."""
     result = session.execute(update(Instance).where(Instance.id == instance_id, Instance.version == version)
-                             .values(**values, version=version + 1, updated_at=now()))
+                             .values(**values, version=version + 1))
     if result.rowcount != 1:
         raise Conflict(f"instance {instance_id} was changed by someone else; reload and try again")
 

@@ -13,11 +13,12 @@ from fractions import Fraction
 from uuid import uuid4
 
 import pytest
-from baton.engine.scripting import Sandbox, SandboxEnvironment, ScriptError, check, unpickle
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser import BpmnParser
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+
+from baton.engine.scripting import Sandbox, SandboxEnvironment, ScriptError, check, unpickle
 
 BAD_SCRIPTS = ["import os", "open('x')", "().__class__.__base__.__subclasses__()", "while True: pass",
                "x = 7 ** 7 ** 8", "s = 'a' * 10**10"]
@@ -220,7 +221,8 @@ class Evil:
 
 def test_check_reports_lines_of_forbidden_constructs():
     source = ("x = 1\nimport os\ny = ().__class__\nz = '{}'.format(x)\nw = open('f')\ng = (i for i in [1])\n"
-              "f = g.gi_frame\nmatch x:\n    case tuple(__class__=c):\n        pass\nclass A:\n    pass\n")
+              "f = g.gi_frame\nmatch x:\n    case tuple(__class__=c):\n        pass\nclass A:\n    pass\n"
+              "try:\n    pass\nexcept Exception as __builtins__:\n    pass\n")
     assert check(source) == [
         (2, "imports are not allowed in scripts"),
         (3, "names starting with '_' (__class__) are not allowed in scripts"),
@@ -229,6 +231,7 @@ def test_check_reports_lines_of_forbidden_constructs():
         (7, "'.gi_frame' is not allowed in scripts"),
         (9, "names starting with '_' (__class__) are not allowed in scripts"),
         (11, "class definitions are not allowed in scripts"),
+        (15, "names starting with '_' (__builtins__) are not allowed in scripts"),
     ]
     assert check("x = (1\ny = 2") == [(1, "SyntaxError: '(' was never closed")]
     assert check("a > b and manager_of(a)", "eval") == []
