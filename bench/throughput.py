@@ -32,10 +32,10 @@ from collections import defaultdict
 from importlib.metadata import version
 from pathlib import Path
 
-from sqlalchemy import event
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import event
 
 import baton.engine as engine_package
 from baton.engine import Engine, parsing
@@ -44,20 +44,28 @@ from baton.engine.scripting import Sandbox, SandboxEnvironment
 BPMN = Path(__file__).with_name("throughput.bpmn")
 PROCESS = "throughput"
 
+CALLS = {"start": 1, "tasks": 3, "complete_task": 3}         # Engine calls made per instance
+current = {"call": ""}                                       # the Engine call under way, for counting statements
 
-def durable(engine: Engine, n: int) -> tuple[float, float]:
-    """Run n instances to completion; (total seconds, seconds of those spent listing tasks)."""
-    inbox = 0.0
-    began = time.perf_counter()
+
+def durable(engine: Engine, n: int) -> dict[str, float]:
+    """Run n instances to completion; the seconds spent in each kind of Engine call."""
+    spent = dict.fromkeys(CALLS, 0.0)
+
+    def call(name: str, *args, **kwargs):
+        current["call"] = name
+        began = time.perf_counter()
+        result = getattr(engine, name)(*args, **kwargs)
+        spent[name] += time.perf_counter() - began
+        return result
+
     for i in range(n):
-        info = engine.start(PROCESS, {"amount": i})
+        info = call("start", PROCESS, {"amount": i})
         for _ in range(3):
-            t = time.perf_counter()
-            task = engine.tasks(instance_id=info.id)[0]
-            inbox += time.perf_counter() - t
-            info = engine.complete_task(task.id)
+            task = call("tasks", instance_id=info.id)[0]
+            info = call("complete_task", task.id)
         assert info.status == "complete" and info.data["total"] == 2 * i, info
-    return time.perf_counter() - began, inbox
+    return spent
 
 
 def in_memory(spec, subprocesses, script_engine: PythonScriptEngine, n: int) -> float:
@@ -73,61 +81,51 @@ def in_memory(spec, subprocesses, script_engine: PythonScriptEngine, n: int) -> 
     return time.perf_counter() - began
 
 
-# (file name ending, function name or None for every function in the file) -> bucket; nearest marked caller wins.
-MARKERS = [
-    (("scripting.py", None), "sandbox (script in child process)"),
-    (("specs.py", "dump_state"), "serialization (dump_state/load_state, data JSON)"),
-    (("specs.py", "load_state"), "serialization (dump_state/load_state, data JSON)"),
-    (("store.py", "dumps"), "serialization (dump_state/load_state, data JSON)"),
-    (("runtime.py", None), "SpiffWorkflow stepping and task queries"),
-    (("core.py", "_finished"), "SpiffWorkflow stepping and task queries"),
-    (("store.py", "write_projections"), "projections (human_task, job, subscription)"),
-    (("store.py", "write_history"), "history events"),
-    (("store.py", "insert_instance"), "instance row insert/update"),
-    (("store.py", "update_instance"), "instance row insert/update"),
-    (("store.py", "read"), "transactions (begin, commit, close)"),
-    (("store.py", "write"), "transactions (begin, commit, close)"),
-    (("core.py", "tasks"), "inbox query (engine.tasks)"),
-    (("core.py", "instance"), "re-read InstanceInfo after each change"),
-    (("core.py", "_on_task"), "task row lookup, definition lookup, _load"),
-    (("core.py", "_load"), "task row lookup, definition lookup, _load"),
-    (("core.py", "_definition"), "task row lookup, definition lookup, _load"),
-    (("core.py", "_change"), "other"),
-]
+# Where a function's time goes: to the bucket of its nearest marked caller ("file:function", "file:*" for all).
+BUCKETS = {
+    "sandbox (script in a child process)": ["scripting.py:*"],
+    "serialization (dump_state, load_state, data JSON)": ["core.py:_values", "specs.py:dump_state",
+                                                          "specs.py:load_state", "store.py:dumps"],
+    "SpiffWorkflow stepping and task scans (runtime.*)": ["runtime.py:*"],
+    "projections (human_task, job, subscription)": ["store.py:write_projections"],
+    "history events": ["store.py:write_history"],
+    "instance row insert/update": ["store.py:insert_instance", "store.py:update_instance"],
+    "transactions (begin, commit, close)": ["store.py:read", "store.py:write"],
+    "inbox query (engine.tasks)": ["core.py:tasks"],
+    "InstanceInfo returned (instance, _instance_info)": ["core.py:instance", "core.py:_instance_info"],
+    "task row, definition row, _load": ["core.py:_on_task", "core.py:_load", "core.py:_definition"],
+    "other": ["core.py:_change"],
+}
+MARKS = {mark: bucket for bucket, marks in BUCKETS.items() for mark in marks}
+ENGINE_DIR = str(Path(engine_package.__file__).parent)
 
 
 def marker(func: tuple) -> str | None:
     filename, _, name = func
-    for (suffix, fname), bucket in MARKERS:
-        if filename.endswith("engine/" + suffix) and fname in (None, name):
-            return bucket
-    return None
+    if not filename.startswith(ENGINE_DIR):
+        return None
+    base = Path(filename).name
+    return MARKS.get(f"{base}:{name}") or MARKS.get(f"{base}:*")
 
 
 def attribution(stats: pstats.Stats) -> dict[tuple, dict[str, float]]:
-    """For each function, which buckets its own time belongs to: a marked function to its bucket, any other one
-    to its callers' buckets in proportion to the time each caller spent in it (iterated to a fixed point)."""
-    marked = {f: {b: 1.0} for f in stats.stats if (b := marker(f))}
-    shares = dict(marked)
+    """Which buckets each function's own time belongs to: a marked function's to its bucket, any other's to its
+    callers' buckets in proportion to the time each caller spent in it (iterated to a fixed point)."""
+    shares = {f: {b: 1.0} for f in stats.stats if (b := marker(f))}
+    fixed = set(shares)
     for _ in range(200):
         changed = False
         for f, (*_, callers) in stats.stats.items():
-            if f in marked:
+            known = [(c, edge[3]) for c, edge in callers.items() if c != f and c in shares]
+            if f in fixed or (callers and not known):
                 continue
-            edges = [(c, edge[3]) for c, edge in callers.items() if c != f]
-            if not edges:
-                dist = {"other": 1.0}
-            else:
-                known = [(c, w) for c, w in edges if c in shares]
-                if not known:
-                    continue
-                dist = defaultdict(float)
-                weight = sum(w for _, w in known) or 1.0
-                for caller, w in known:
-                    for bucket, part in shares[caller].items():
-                        dist[bucket] += part * w / weight
+            dist = defaultdict(float, {} if known else {"other": 1.0})
+            weight = sum(w for _, w in known) or 1.0
+            for caller, w in known:
+                for bucket, part in shares[caller].items():
+                    dist[bucket] += part * w / weight
             old = shares.get(f, {})
-            if any(abs(dist.get(b, 0.0) - old.get(b, 0.0)) > 1e-9 for b in set(dist) | set(old)):
+            if any(abs(dist[b] - old.get(b, 0.0)) > 1e-9 for b in {*dist, *old}):
                 shares[f], changed = dict(dist), True
         if not changed:
             break
@@ -148,11 +146,10 @@ def buckets(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def profile(engine: Engine, n: int) -> None:
-    statements = 0
+    statements = dict.fromkeys(CALLS, 0)
 
     def count(*_args) -> None:
-        nonlocal statements
-        statements += 1
+        statements[current["call"]] += 1
 
     event.listen(engine.db.engine, "before_cursor_execute", count)
     profiler = cProfile.Profile()
@@ -162,14 +159,15 @@ def profile(engine: Engine, n: int) -> None:
     event.remove(engine.db.engine, "before_cursor_execute", count)
     stats = pstats.Stats(profiler, stream=sys.stdout)
     total = sum(v[2] for v in stats.stats.values())
-    print(f"\n== profile of one durable round ({n} instances, {total:.2f} s under cProfile, "
-          f"{statements / n:.1f} SQL statements per instance, {statements / n / 4:.1f} per engine call)")
+    per_call = ", ".join(f"{name} {statements[name] / n / k:.1f}" for name, k in CALLS.items())
+    print(f"\n== profile of one durable round: {n} instances, {total:.2f} s under cProfile")
+    print(f"SQL statements per instance {sum(statements.values()) / n:.1f}; per call: {per_call} (BEGIN counted)")
     stats.strip_dirs().sort_stats("cumulative").print_stats(20)
     spent, sqlite = buckets(pstats.Stats(profiler))
-    print(f"{'bucket':52} {'seconds':>8} {'share':>6} {'of which SQLite':>16}")
+    print(f"{'bucket (by the Baton function that caused the time)':52} {'seconds':>8} {'share':>6} {'in SQLite':>10}")
     for bucket, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"{bucket:52} {seconds:8.3f} {seconds / total:6.1%} {sqlite.get(bucket, 0.0):16.3f}")
-    print(f"{'SQL execution in SQLite, all buckets':52} {sum(sqlite.values()):8.3f} "
+        print(f"{bucket:52} {seconds:8.3f} {seconds / total:6.1%} {sqlite.get(bucket, 0.0):10.3f}")
+    print(f"{'SQL execution inside SQLite, all buckets':52} {sum(sqlite.values()):8.3f} "
           f"{sum(sqlite.values()) / total:6.1%}")
 
 
@@ -178,10 +176,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="instances per round")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds of each kind")
     args = parser.parse_args()
-
     print(f"engine {Path(engine_package.__file__).parent}, SpiffWorkflow {version('SpiffWorkflow')}, "
           f"SQLAlchemy {version('SQLAlchemy')}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"{args.n} instances x {args.rounds} rounds")
+          f"load average {os.getloadavg()[0]:.2f}; {args.n} instances x {args.rounds} rounds")
     sandbox = Sandbox()
     script_engine = PythonScriptEngine(environment=SandboxEnvironment(sandbox))
     parsed = parsing.parse([parsing.source(BPMN)], max_bytes=5 * 2**20, check=sandbox.check)
@@ -195,25 +192,28 @@ def main() -> None:
             warm = max(10, args.n // 10)
             durable(engine, warm)
             in_memory(spec, subprocesses, script_engine, warm)
-            d_time = d_inbox = m_time = 0.0
+            spent, memory = dict.fromkeys(CALLS, 0.0), 0.0
             for r in range(1, args.rounds + 1):
-                d, inbox = durable(engine, args.n)
+                calls = durable(engine, args.n)
                 m = in_memory(spec, subprocesses, script_engine, args.n)
-                d_time, d_inbox, m_time = d_time + d, d_inbox + inbox, m_time + m
-                print(f"round {r}: durable {args.n / d:6.1f} inst/s ({args.n / (d - inbox):6.1f} without "
+                d = sum(calls.values())
+                print(f"round {r}: durable {args.n / d:6.1f} inst/s ({args.n / (d - calls['tasks']):6.1f} without "
                       f"engine.tasks)   in-memory {args.n / m:6.1f} inst/s   ratio {m / d:.3f}")
-            total = args.n * args.rounds
-            with_inbox, without = total / d_time, total / (d_time - d_inbox)
-            memory = total / m_time
-            print(f"\ndurable:   {with_inbox:7.1f} instances/s counting engine.tasks, {without:7.1f} without")
-            print(f"in-memory: {memory:7.1f} instances/s")
-            ratio = with_inbox / memory
-            print(f"ratio durable/in-memory: {ratio:.3f} ({without / memory:.3f} without engine.tasks); "
+                spent, memory = {k: spent[k] + calls[k] for k in CALLS}, memory + m
+            total, d = args.n * args.rounds, sum(spent.values())
+            ratio, ratio_without = memory / d, memory / (d - spent["tasks"])
+            print(f"\ndurable:   {total / d:7.1f} instances/s counting engine.tasks, "
+                  f"{total / (d - spent['tasks']):7.1f} without")
+            print(f"in-memory: {total / memory:7.1f} instances/s ({memory / total * 1000:.2f} ms per instance)")
+            print("durable ms per call: " + ", ".join(f"{k} {spent[k] / total / per * 1000:.2f}"
+                                                      for k, per in CALLS.items()))
+            print(f"ratio durable/in-memory: {ratio:.3f} ({ratio_without:.3f} without engine.tasks); "
                   f"target >= 0.3: {'met' if ratio >= 0.3 else 'NOT met'}")
             profile(engine, args.n)
         finally:
             engine.close()
             sandbox.close()
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def administer(name: str) -> Callable[[Engine, argparse.Namespace], InstanceInfo
 @dataclasses.dataclass(frozen=True)
 class Demo:
     deployed: list[DefinitionInfo]
-    next: list[str]
+    next_steps: list[str]
 
 
 def demo(engine: Engine, args: argparse.Namespace) -> Demo:
@@ -262,7 +262,7 @@ def show_lint(report: LintReport) -> str:
 
 def show_demo(result: Demo) -> str:
     return "\n".join([show_definitions(result.deployed), "", "Start one, then work its tasks:",
-                      *(f"  {line}" for line in result.next)])
+                      *(f"  {line}" for line in result.next_steps)])
 
 
 def show_tasks(tasks: list[TaskInfo]) -> str:

@@ -73,7 +73,7 @@ class InvalidData(EngineError):
     def __init__(self, errors: list[FieldError] | str) -> None:
         if isinstance(errors, str):
             errors = [FieldError("", errors)]
-        super().__init__("; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in errors))
+        super().__init__("; ".join(e.message for e in errors))
         self.errors = errors
 
 

@@ -37,6 +37,9 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+SCHEMA_REVISION = "0001"  # the newest Alembic revision under migrations/versions
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

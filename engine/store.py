@@ -13,17 +13,13 @@ from uuid import UUID
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
-from .errors import Conflict
-from .models import Candidate, Event, HumanTask, Incident, Instance, Job, Subscription, now
+from .errors import Conflict, EngineError
+from .models import SCHEMA_REVISION, Candidate, Event, HumanTask, Incident, Instance, Job, Subscription, now
 from .specs import STATE_FORMAT, to_plain
 
 log = logging.getLogger(__name__)
@@ -38,7 +34,10 @@ def connect(url: str) -> sa.Engine:
     """The process's one SQLAlchemy engine (and connection pool) for a URL, its schema at the newest revision."""
     with _upgrade_lock:
         if url not in _engines:
-            _engines[url] = _create(url)
+            try:
+                _engines[url] = _create(url)
+            except (sa.exc.ArgumentError, ImportError) as exc:
+                raise EngineError(f"cannot use the database URL {url!r}: {exc}") from exc
         engine = _engines[url]
     upgrade(engine)
     return engine
@@ -65,17 +64,26 @@ def _create(url: str) -> sa.Engine:
 
 
 def upgrade(engine: sa.Engine) -> None:
-    """Create or upgrade the schema with Alembic, once per database and process."""
+    """Create or upgrade the schema with Alembic, once per database and process (Alembic loads only if needed)."""
     key = engine.url.render_as_string(hide_password=False)
     if key in _upgraded:
         return
-    config = Config()
-    config.set_main_option("script_location", "baton.engine:migrations")
-    head = ScriptDirectory.from_config(config).get_current_head()
     with _upgrade_lock:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current != head:
+        try:
+            with engine.connect() as conn:
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except sa.exc.OperationalError as exc:
+            if "no such table" not in str(exc) and "does not exist" not in str(exc):
+                raise EngineError(f"cannot open the database {engine.url!r}: {exc.orig}") from exc
+            current = None
+        except sa.exc.ProgrammingError:
+            current = None
+        if current != SCHEMA_REVISION:
+            from alembic import command
+            from alembic.config import Config
+
+            config = Config()
+            config.set_main_option("script_location", "baton.engine:migrations")
             with engine.execution_options(write=True).begin() as conn:
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from baton.engine import Engine
-from baton.engine.errors import Conflict
+from baton.engine.errors import Conflict, Forbidden
 from conftest import diagram
 
 TIMEOUT = 30  # seconds a barrier or a thread may take before the test fails instead of hanging
@@ -153,3 +153,38 @@ def test_eight_threads_completing_tasks_while_instances_start_only_ever_meet_con
     for instance in steps:
         assert (instance.status, instance.data["counted"], instance.waiting_on) == ("complete", 1, ())
         assert completions(after, instance.id) == {"first": 1, "second": 1}
+
+
+class Clerks:
+    """Everyone is a clerk; the first lookup also runs `meanwhile`, so that another user acts at that moment."""
+
+    def __init__(self, meanwhile: Callable[[], Any] | None = None) -> None:
+        self.meanwhile = meanwhile
+
+    def groups_of(self, user: str) -> list[str]:
+        if self.meanwhile is not None:
+            action, self.meanwhile = self.meanwhile, None
+            action()
+        return ["clerks"]
+
+
+@pytest.mark.xfail(strict=True, reason="_on_task checks the inbox row read before the instance is loaded: a claim "
+                                       "committed in between is overwritten")
+@pytest.mark.parametrize("action", ["claim", "complete_task"])
+def test_a_task_claimed_by_someone_else_meanwhile_is_neither_reclaimed_nor_completed(database_url, fresh, action):
+    """Bob claims the group task after Ann's engine read it but before it loaded the instance: Ann's action fails."""
+    fresh(database_url).deploy(diagram("durable_claim.bpmn"))
+    instance = fresh(database_url).start("durable_claim")
+    [task] = fresh(database_url).tasks(instance_id=instance.id)
+    bobs = Engine(database_url, directory=Clerks())
+    # Ann's engine asks the directory for her groups between reading the task and loading its instance.
+    anns = Engine(database_url, directory=Clerks(meanwhile=lambda: bobs.claim(task.id, user="bob")))
+    try:
+        with pytest.raises((Conflict, Forbidden)):
+            getattr(anns, action)(task.id, user="ann")
+    finally:
+        anns.close()
+        bobs.close()
+    after = fresh(database_url)
+    assert [(t.id, t.assignee) for t in after.tasks()] == [(task.id, "bob")]
+    assert [(e.kind, e.user) for e in after.history(instance.id) if e.user] == [("claimed", "bob")]

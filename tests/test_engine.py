@@ -283,3 +283,21 @@ def test_dmn_and_call_activity_deploy_together_and_resolve(engine, database_url)
     assert sorted(d.process_id for d in deployed) == ["child", "parent"]
     done = fresh(database_url).start("parent", {"amount": 5000})
     assert (done.status, done.data["level"], done.data["seen"]) == ("complete", "director", "DIRECTOR")
+
+
+def test_schema_revision_is_alembic_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from baton.engine.models import SCHEMA_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", "baton.engine:migrations")
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_bad_database_url_is_an_engine_error():
+    from baton.engine.errors import EngineError
+
+    with pytest.raises(EngineError):
+        Engine("nosuchdb://x")
