@@ -1,21 +1,17 @@
 """Throughput of durable Baton instances against the same process run by SpiffWorkflow in memory.
 
-The process (bench/throughput.bpmn): start -> script `total = amount * 2` -> three user tasks -> end.
-
-  durable    baton.engine.Engine on an SQLite file: `start`, then three times `tasks(instance_id=...)` (the
-             inbox a user would list) and `complete_task`, until the instance is complete. Every change is a
-             transaction that writes the state, the projections and the history.
-  in-memory  BpmnWorkflow on the same parsed spec, with PythonScriptEngine(environment=SandboxEnvironment(
-             Sandbox())) so the script goes through the same sandbox: do_engine_steps, then run each of the
-             three ready user tasks followed by do_engine_steps.
-
-Both are warmed up (sandbox children spawned, specs cached) and then measured in interleaved rounds
-(durable, in-memory, durable, ...) so that noise on the machine hits both alike. The ratio durable/in-memory
-is the share of SpiffWorkflow's own speed that survives durability; the target is >= 0.3. The durable figure
-is given with and without the time spent in `engine.tasks` (both come from the same run). Finally one more
-durable round runs under cProfile: the top functions by cumulative time, SQL statements per instance, and the
-time split into buckets by the Baton function that caused it (a function's time goes to its nearest marked
-caller; SQLite's own share of each bucket is in the second column).
+Process bench/throughput.bpmn: start -> script `total = amount * 2` -> three user tasks -> end.
+  durable    baton.engine.Engine on an SQLite file: `start`, then three times `tasks(instance_id=...)` (the inbox a
+             user would list) and `complete_task`; each change is a transaction writing state, projections, history.
+  in-memory  BpmnWorkflow on the same parsed spec with PythonScriptEngine(environment=SandboxEnvironment(Sandbox())),
+             so the script runs through the same sandbox: do_engine_steps, then each ready user task run() and
+             do_engine_steps().
+Both are warmed up (sandbox children spawned, specs cached), then measured in interleaved rounds so that noise on
+the machine hits both alike. The ratio durable/in-memory is the share of SpiffWorkflow's own speed that survives
+durability (target: >= 0.3); it is steadier than the absolute figures on a shared machine. The durable figure is
+given with and without the time spent in `engine.tasks`, from the same run. One more durable round then runs under
+cProfile: SQL statements per call, the top functions by cumulative time, and the time split into buckets by the
+Baton function that caused it (nearest marked caller, see BUCKETS), with SQLite's own share of each.
 
 Run: .venv/bin/python bench/throughput.py [--n 300] [--rounds 3]
 """
@@ -89,7 +85,8 @@ BUCKETS = {
     "SpiffWorkflow stepping and task scans (runtime.*)": ["runtime.py:*"],
     "projections (human_task, job, subscription)": ["store.py:write_projections"],
     "history events": ["store.py:write_history"],
-    "instance row insert/update": ["store.py:insert_instance", "store.py:update_instance"],
+    "instance row insert/update, incidents": ["store.py:insert_instance", "store.py:update_instance",
+                                               "store.py:resolve_incidents"],
     "transactions (begin, commit, close)": ["store.py:read", "store.py:write"],
     "inbox query (engine.tasks)": ["core.py:tasks"],
     "InstanceInfo returned (instance, _instance_info)": ["core.py:instance", "core.py:_instance_info"],

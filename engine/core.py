@@ -7,12 +7,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import and_, exists, func, or_, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from . import forms, parsing, runtime, store
 from .config import Settings
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Source = Path | str | bytes
 RESERVED = ("starter",)
+CACHED_WORKFLOWS = 256
 
 
 class Directory(Protocol):
@@ -56,9 +58,10 @@ class Directory(Protocol):
 class Loaded:
     """An instance row's facts and its workflow, between reading and writing."""
 
-    def __init__(self, row: Instance, workflow: Any) -> None:
+    def __init__(self, row: Any, workflow: Any) -> None:
         self.id, self.version, self.status = row.id, row.version, row.status
-        self.process_id, self.starter, self.definition_id = row.process_id, row.starter, row.definition_id
+        self.process_id, self.starter = row.process_id, row.starter
+        self.waiting = json.loads(row.waiting)
         self.row, self.workflow = row, workflow
 
 
@@ -143,9 +146,12 @@ class Engine:
 
         When the process declares a start form and a user starts it, only that form's fields are accepted.
         """
-        with self.db.read() as session:
-            definition = _definition(session, process_id, None)
-        spec, subprocesses = self._spec(definition)
+        with self.db.reading() as conn:
+            definition = conn.execute(select(Definition.id, Definition.version).where(
+                Definition.process_id == process_id).order_by(Definition.version.desc()).limit(1)).first()
+            if definition is None:
+                raise DefinitionNotFound(process_id)
+            spec, subprocesses = self._spec(conn, definition.id)
         workflow = runtime.create(spec, subprocesses, self.script_engine)
         reserved = {"starter": user}
         fields = start_form(spec)
@@ -156,21 +162,20 @@ class Engine:
             start_data |= forms.accept([f for f in fields if f["id"] in start_data], start_data) | reserved
         step = runtime.Step()
         runtime.start(workflow, start_data, step, user=user)
-        runtime.guard(workflow, reserved)
+        values, waiting = self._values(workflow, step, None, reserved)
         self._pause("before_write")
-        instance_id = uuid4()
-        values = self._values(workflow, step, None)
-        with self.db.write() as session:
-            store.insert_instance(session, {"id": instance_id, "definition_id": definition.id,
-                                            "process_id": process_id, "definition_version": definition.version,
-                                            "business_key": business_key,
-                                            "starter": user, "version": 1, **values})
+        row = {"id": uuid4(), "definition_id": definition.id, "process_id": process_id,
+               "definition_version": definition.version, "business_key": business_key, "starter": user,
+               "version": 1, "created_at": values["updated_at"], "ended_at": None, **values}
+        with self.db.writing() as conn:
+            store.insert_instance(conn, row)
             self._pause("written")
-            store.write_projections(session, instance_id, process_id, workflow, values["status"] == "active")
-            store.write_history(session, instance_id, step)
-        self._workflows[instance_id] = (1, workflow)
-        log.info("instance %s of %s started by %s", instance_id, process_id, user or "host")
-        return self.instance(instance_id)
+            store.write_projections(conn, row["id"], process_id, workflow, [], waiting)
+            store.write_history(conn, row["id"], step)
+            info = _instance_info(conn, SimpleNamespace(**row))
+        self._remember(row["id"], 1, workflow, values["status"])
+        log.info("instance %s of %s started by %s", row["id"], process_id, user or "host")
+        return info
 
     def instance(self, instance_id: UUID | str) -> InstanceInfo:
         with self.db.read() as session:
@@ -231,16 +236,16 @@ class Engine:
             row = session.get(HumanTask, _uuid(task_id))
             if row is None:
                 raise TaskNotFound(task_id)
-            self._check_may_act(row, user)
+            self._check_may_act(row.id, row.assignee, row.candidate_users, row.candidate_groups, user)
             return _task_info(row)
 
     def claim(self, task_id: UUID | str, *, user: str) -> TaskInfo:
         """Take a task claimable by the user's groups, so that nobody else works on it."""
 
         def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
-            task = runtime.open_task(loaded.workflow, row.id)
-            if row.assignee not in (None, user):
-                raise Forbidden(f"task {task_id} is already assigned to {row.assignee}")
+            task = runtime.open_task(loaded.workflow, row.task_id)
+            if row.task_assignee not in (None, user):
+                raise Forbidden(f"task {task_id} is already assigned to {row.task_assignee}")
             task.internal_data["baton"] = {**runtime.assignment(task), "assignee": user}
             step.record("claimed", task, user=user)
 
@@ -251,8 +256,8 @@ class Engine:
         """Give a claimed task back to its candidates."""
 
         def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
-            task = runtime.open_task(loaded.workflow, row.id)
-            if row.assignee != user:
+            task = runtime.open_task(loaded.workflow, row.task_id)
+            if row.task_assignee != user:
                 raise Forbidden(f"task {task_id} is not assigned to {user}")
             task.internal_data["baton"] = {**runtime.assignment(task), "assignee": None}
             step.record("unclaimed", task, user=user)
@@ -265,7 +270,7 @@ class Engine:
         """Complete a human task as `user` (None: trusted host code) and run until the instance waits again."""
 
         def act(loaded: Loaded, row: HumanTask, step: runtime.Step) -> None:
-            task = runtime.open_task(loaded.workflow, row.id)
+            task = runtime.open_task(loaded.workflow, row.task_id)
             if user is None:
                 accepted = {k: v for k, v in (data or {}).items() if k not in RESERVED}
             else:
@@ -317,77 +322,84 @@ class Engine:
     # The shape of every change: read, act in memory, write if nobody else wrote first.
 
     def _on_task(self, task_id: UUID | str, user: str | None,
-                 act: Callable[[Loaded, HumanTask, runtime.Step], None]) -> InstanceInfo:
-        with self.db.read() as session:
-            row = session.get(HumanTask, _uuid(task_id))
+                 act: Callable[[Loaded, Any, runtime.Step], None]) -> InstanceInfo:
+        with self.db.reading() as conn:
+            row = store.task_row(conn, _uuid(task_id))
             if row is None:
                 raise TaskNotFound(task_id)
-            self._check_may_act(row, user)
-        return self._change(row.instance_id, lambda loaded, step: act(loaded, row, step), allowed=("active",))
+            self._check_may_act(row.task_id, row.task_assignee, row.candidate_users, row.candidate_groups, user)
+            loaded = self._load(conn, row)
+        return self._apply(loaded, lambda loaded, step: act(loaded, row, step), allowed=("active",))
 
     def _change(self, instance_id: UUID | str, act: Callable[[Loaded, runtime.Step], None], *,
                 allowed: tuple[str, ...], status: str | None = None) -> InstanceInfo:
-        loaded = self._load(_uuid(instance_id))
-        if loaded.status not in allowed:
-            raise InvalidState(f"instance {instance_id} is {loaded.status}")
-        step = runtime.Step()
-        try:
-            act(loaded, step)
-            runtime.guard(loaded.workflow, {"starter": loaded.starter})
-            values = self._values(loaded.workflow, step, status)
-            self._pause("before_write")
-            with self.db.write() as session:
-                store.update_instance(session, loaded.id, loaded.version, values)
-                self._pause("written")
-                if getattr(step, "resolved", False) or values["status"] in ("complete", "cancelled"):
-                    store.resolve_incidents(session, loaded.id)
-                store.write_projections(session, loaded.id, loaded.process_id, loaded.workflow,
-                                        values["status"] in ("active", "error", "suspended"))
-                store.write_history(session, loaded.id, step)
-        except BaseException:
-            self._workflows.pop(loaded.id, None)
-            raise
-        self._workflows[loaded.id] = (loaded.version + 1, loaded.workflow)
-        row = loaded.row  # detached: setting its attributes writes nothing, it only describes the new state
-        for key, value in values.items():
-            setattr(row, key, value)
-        row.version = loaded.version + 1
-        with self.db.read() as session:
-            return _instance_info(session, row)
+        with self.db.reading() as conn:
+            row = store.instance_row(conn, _uuid(instance_id))
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            loaded = self._load(conn, row)
+        return self._apply(loaded, act, allowed=allowed, status=status)
 
-    def _values(self, workflow: Any, step: runtime.Step, status: str | None) -> dict[str, Any]:
+    def _apply(self, loaded: Loaded, act: Callable[[Loaded, runtime.Step], None], *,
+               allowed: tuple[str, ...], status: str | None = None) -> InstanceInfo:
+        """Act on the workflow in memory, then write it if nobody else wrote since it was read."""
+        self._pause("loaded")
+        if loaded.status not in allowed:
+            raise InvalidState(f"instance {loaded.id} is {loaded.status}")
+        step = runtime.Step()
+        act(loaded, step)
+        values, waiting = self._values(loaded.workflow, step, status, {"starter": loaded.starter})
+        self._pause("before_write")
+        with self.db.writing() as conn:
+            store.update_instance(conn, loaded.id, loaded.version, values)
+            self._pause("written")
+            if loaded.status == "error" and (getattr(step, "resolved", False) or values["status"] != "error"):
+                store.resolve_incidents(conn, loaded.id)
+            store.write_projections(conn, loaded.id, loaded.process_id, loaded.workflow, loaded.waiting, waiting)
+            store.write_history(conn, loaded.id, step)
+            info = _instance_info(conn, SimpleNamespace(**{**loaded.row._mapping, **values,
+                                                            "version": loaded.version + 1}))
+        self._remember(loaded.id, loaded.version + 1, loaded.workflow, values["status"])
+        return info
+
+    def _values(self, workflow: Any, step: runtime.Step, status: str | None, reserved: dict[str, Any]
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The instance row's new values, and what it now waits on (from one scan of the task tree)."""
+        found = runtime.scan(workflow)
+        runtime.guard(workflow, found, reserved)
         if step.failure is not None:
             status = "error"
         elif status is None:
-            status = "complete" if runtime.finished(workflow) else "active"
-        active = status in ("active", "error", "suspended")
-        values = {"status": status, "state": dump_state(workflow), "data": store.dumps(runtime.current_data(workflow)),
-                  "waiting": json.dumps(runtime.waiting(workflow) if active else []), "updated_at": now()}
+            status = "complete" if runtime.finished(workflow, found) else "active"
+        waiting = runtime.waiting(workflow, found) if status in ("active", "error", "suspended") else []
+        values = {"status": status, "state": dump_state(workflow), "waiting": json.dumps(waiting),
+                  "data": store.dumps(runtime.current_data(workflow, found)), "updated_at": now()}
         if status in ("complete", "cancelled"):
-            values["ended_at"] = now()
-        return values
+            values["ended_at"] = values["updated_at"]
+        return values, waiting
 
-    def _load(self, instance_id: UUID) -> Loaded:
+    def _load(self, conn: Any, row: Any) -> Loaded:
         """The instance's workflow, from this engine's cache when the row has not changed since."""
-        with self.db.read() as session:
-            row = session.get(Instance, instance_id, options=[defer(Instance.state)])
-            if row is None:
-                raise InstanceNotFound(instance_id)
-            cached = self._workflows.pop(instance_id, None)
-            if cached is not None and cached[0] == row.version:
-                workflow = cached[1]
-            else:
-                spec, subprocesses = self._spec(session.get(Definition, row.definition_id))
-                state = session.scalar(select(Instance.state).where(Instance.id == instance_id))
-                workflow = load_state(state, spec, subprocesses)
-                workflow.script_engine = self.script_engine
-        self._pause("loaded")
+        cached = self._workflows.pop(row.id, None)  # taken out: no other thread works on the same object
+        if cached is not None and cached[0] == row.version:
+            return Loaded(row, cached[1])
+        spec, subprocesses = self._spec(conn, row.definition_id)
+        workflow = load_state(store.state(conn, row.id), spec, subprocesses)
+        workflow.script_engine = self.script_engine
         return Loaded(row, workflow)
 
-    def _spec(self, definition: Definition) -> tuple[Any, dict[str, Any]]:
-        if definition.id not in self._specs:
-            self._specs[definition.id] = load_spec(definition.spec)
-        return self._specs[definition.id]
+    def _remember(self, instance_id: UUID, version: int, workflow: Any, status: str) -> None:
+        if status in ("complete", "cancelled"):
+            return
+        self._workflows[instance_id] = (version, workflow)
+        while len(self._workflows) > CACHED_WORKFLOWS:
+            self._workflows.pop(next(iter(self._workflows)), None)
+
+    def _spec(self, conn: Any, definition_id: int) -> tuple[Any, dict[str, Any]]:
+        if definition_id not in self._specs:
+            text = conn.execute(select(Definition.spec).where(Definition.id == definition_id)).scalar_one()
+            self._specs[definition_id] = load_spec(text)
+        return self._specs[definition_id]
 
     def _pause(self, point: str) -> None:
         if self.hook is not None:
@@ -406,15 +418,14 @@ class Engine:
         unrestricted = and_(HumanTask.candidate_users == "", HumanTask.candidate_groups == "")
         return or_(HumanTask.assignee == user, and_(HumanTask.assignee.is_(None), or_(candidate, unrestricted)))
 
-    def _check_may_act(self, row: HumanTask, user: str | None) -> None:
-        if user is None or row.assignee == user:
+    def _check_may_act(self, task_id: UUID, assignee: str | None, users: str, groups: str, user: str | None) -> None:
+        if user is None or assignee == user:
             return
-        if row.assignee is not None:
-            raise Forbidden(f"task {row.id} is assigned to someone else")
-        users = set(filter(None, row.candidate_users.split(",")))
-        groups = set(filter(None, row.candidate_groups.split(",")))
-        if (users or groups) and user not in users and not groups & self._groups(user):
-            raise Forbidden(f"{user} may not work on task {row.id}")
+        if assignee is not None:
+            raise Forbidden(f"task {task_id} is assigned to someone else")
+        candidates, candidate_groups = set(filter(None, users.split(","))), set(filter(None, groups.split(",")))
+        if (candidates or candidate_groups) and user not in candidates and not candidate_groups & self._groups(user):
+            raise Forbidden(f"{user} may not work on task {task_id}")
 
 
 def start_form(spec: Any) -> list[dict[str, Any]]:
@@ -488,10 +499,11 @@ def _when(text: str | None) -> datetime | None:
 def _instance_info(session: Session, row: Instance) -> InstanceInfo:
     incidents: tuple[IncidentInfo, ...] = ()
     if row.status in ("error", "suspended"):
-        query = select(Incident).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
+        query = select(Incident.__table__).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
         incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
-                          for i in session.scalars(query.order_by(Incident.created_at)))
-    waiting = tuple(Waiting(w["kind"], w["element_id"], w["name"], _when(w["due"])) for w in json.loads(row.waiting))
+                          for i in session.execute(query.order_by(Incident.created_at)))
+    waiting = tuple(Waiting(w["kind"], w["element_id"], w["name"], _when(w["due"]), UUID(w["task_id"]))
+                    for w in json.loads(row.waiting))
     return InstanceInfo(row.id, row.process_id, row.definition_version, row.status, row.business_key, row.starter,
                         from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at, waiting,
                         incidents)

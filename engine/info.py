@@ -60,6 +60,7 @@ class Waiting:
     element_id: str | None
     name: str | None = None
     due: datetime | None = None
+    task_id: UUID | None = None
 
 
 @dataclass(frozen=True)

@@ -120,12 +120,7 @@ def failure(workflow: BpmnWorkflow, exc: SpiffWorkflowException) -> Failure:
 
 
 def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    ready = workflow.get_tasks(state=TaskState.READY, manual=True)
-    return [t for t in ready if not isinstance(t.task_spec, ServiceTask)]
-
-
-def service_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    return [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if isinstance(t.task_spec, ServiceTask)]
+    return scan(workflow).human
 
 
 def open_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
@@ -172,7 +167,7 @@ def cancel(workflow: BpmnWorkflow, step: Step, *, user: str | None) -> None:
 
 def prepare_human_tasks(workflow: BpmnWorkflow) -> None:
     """Work out once, when a human task becomes ready, who may do it and when it is due."""
-    for task in human_tasks(workflow):
+    for task in scan(workflow).human:
         if "baton" in task.internal_data:
             continue
         ext = getattr(task.task_spec, "extensions", {}).get("baton", {})
@@ -257,40 +252,67 @@ def subscriptions(workflow: BpmnWorkflow) -> list[tuple[str, str, Task, dict[str
     return found
 
 
-def finished(workflow: BpmnWorkflow) -> bool:
-    """Complete only when every task of every (sub)process is finished, whatever SpiffWorkflow's iterators say."""
-    if not workflow.is_completed():
-        return False
-    pending = TaskState.FUTURE | TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
-    return not any(t.has_state(pending) for w in [workflow, *workflow.subprocesses.values()] for t in w.tasks.values())
+@dataclass
+class Scan:
+    """One pass over every task of a workflow and its subprocesses: what later steps would each look up again."""
+
+    human: list[Task] = field(default_factory=list)
+    service: list[Task] = field(default_factory=list)
+    active: list[Task] = field(default_factory=list)
+    pending: bool = False
 
 
-def waiting(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
-    """What the instance waits on: human tasks, timers, service-task jobs, messages and signals."""
-    found = [{"kind": "task", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name,
-              "due": assignment(t).get("due")} for t in human_tasks(workflow)]
-    found += [{"kind": "timer", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name,
-               "due": due.isoformat()} for t, due in timers(workflow)]
-    found += [{"kind": "job", "element_id": t.task_spec.bpmn_id, "name": t.task_spec.bpmn_name, "due": None}
-              for t in service_tasks(workflow)]
-    found += [{"kind": kind, "element_id": t.task_spec.bpmn_id, "name": name, "due": None}
-              for kind, name, t, _ in subscriptions(workflow)]
+ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+PENDING = ACTIVE | TaskState.FUTURE
+
+
+def scan(workflow: BpmnWorkflow) -> Scan:
+    found = Scan()
+    for w in [workflow, *workflow.subprocesses.values()]:
+        for task in w.tasks.values():
+            if not task.has_state(PENDING):
+                continue
+            found.pending = True
+            if task.has_state(ACTIVE):
+                found.active.append(task)
+            if task.state == TaskState.READY and task.task_spec.manual:
+                (found.service if isinstance(task.task_spec, ServiceTask) else found.human).append(task)
     return found
 
 
-def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+def finished(workflow: BpmnWorkflow, found: Scan) -> bool:
+    """Complete only when every task of every (sub)process is finished, whatever SpiffWorkflow's iterators say."""
+    return workflow.is_completed() and not found.pending
+
+
+def waiting(workflow: BpmnWorkflow, found: Scan) -> list[dict[str, Any]]:
+    """What the instance waits on: human tasks, timers, service-task jobs, messages and signals."""
+
+    def entry(kind: str, task: Task, **more: Any) -> dict[str, Any]:
+        return {"kind": kind, "task_id": str(task.id), "element_id": task.task_spec.bpmn_id,
+                "name": task.task_spec.bpmn_name, "due": None, **more}
+
+    items = [entry("task", t, due=assignment(t).get("due"), assignee=assignment(t).get("assignee"))
+             for t in found.human]
+    items += [entry("timer", t, due=due.isoformat()) for t, due in timers(workflow)]
+    items += [entry("job", t, due=t.internal_data.setdefault("baton_job_due", datetime.now(UTC).isoformat()))
+              for t in found.service]
+    items += [entry(kind, t, name=name, correlation=corr) for kind, name, t, corr in subscriptions(workflow)]
+    return items
+
+
+def current_data(workflow: BpmnWorkflow, found: Scan) -> dict[str, Any]:
     """The data an observer means by 'the instance's data now'."""
     if workflow.is_completed():
         return dict(workflow.data)
-    active = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
-    if active:
-        return dict(max(active, key=lambda t: t.last_state_change).data)
+    if found.active:
+        return dict(max(found.active, key=lambda t: t.last_state_change).data)
     return dict(workflow.last_task.data) if workflow.last_task else {}
 
 
-def guard(workflow: BpmnWorkflow, reserved: dict[str, Any]) -> None:
-    """Put reserved values (the starter) back wherever a script or form changed them."""
-    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR):
+def guard(workflow: BpmnWorkflow, found: Scan, reserved: dict[str, Any]) -> None:
+    """Put reserved values (the starter) back wherever a form, message or host changed them."""
+    for task in found.active:
         for key, value in reserved.items():
             if task.data.get(key) != value:
                 task.data[key] = value

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import bindparam, delete, event, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,7 +58,8 @@ def _create(url: str) -> sa.Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
             # A writer takes the lock up front, so it never fails on a stale snapshot; readers never block.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+            conn.connection.driver_connection.execute(
+                "BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -108,6 +109,18 @@ class Store:
         with _conflicts(), self.writes.begin() as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A plain connection for the hot path's reads."""
+        with _conflicts(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[sa.Connection]:
+        """One write transaction on a plain connection (on SQLite it takes the write lock up front)."""
+        with _conflicts(), self.engine.execution_options(write=True).begin() as conn:
+            yield conn
+
 
 @contextmanager
 def _conflicts() -> Iterator[None]:
@@ -129,87 +142,117 @@ def dumps(value: Any) -> str:
     return json.dumps(to_plain(value), separators=(",", ":"), default=str)
 
 
-def insert_instance(session: Session, row: dict[str, Any]) -> None:
-    session.execute(insert(Instance).values(**row, state_format=STATE_FORMAT, spiff_version=SPIFF_VERSION))
+INSTANCE, HUMAN_TASK, CANDIDATE = Instance.__table__, HumanTask.__table__, Candidate.__table__
+JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Event.__table__, Incident.__table__
+ROW = [c for c in INSTANCE.c if c.name != "state"]  # the state is read only when the workflow is not cached
+_by_id = select(*ROW).where(INSTANCE.c.id == bindparam("id"))
+_by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"), HUMAN_TASK.c.candidate_users,
+                  HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
+    HUMAN_TASK, HUMAN_TASK.c.instance_id == INSTANCE.c.id).where(HUMAN_TASK.c.id == bindparam("id"))
+_state = select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"))
+_update = update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"), INSTANCE.c.version == bindparam("b_version"))
 
 
-def update_instance(session: Session, instance_id: UUID, version: int, values: dict[str, Any]) -> None:
+def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:
+    return conn.execute(_by_id, {"id": instance_id}).first()
+
+
+def task_row(conn: sa.Connection, task_id: UUID) -> sa.Row | None:
+    """An open human task with its instance's row: one query for what completing it needs."""
+    return conn.execute(_by_task, {"id": task_id}).first()
+
+
+def state(conn: sa.Connection, instance_id: UUID) -> str:
+    return conn.execute(_state, {"id": instance_id}).scalar_one()
+
+
+def insert_instance(conn: sa.Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(INSTANCE), {**row, "state_format": STATE_FORMAT, "spiff_version": SPIFF_VERSION})
+
+
+def update_instance(conn: sa.Connection, instance_id: UUID, version: int, values: dict[str, Any]) -> None:
     """Write the new state if nobody else wrote since we read `version`; otherwise Conflict."""
-    result = session.execute(update(Instance).where(Instance.id == instance_id, Instance.version == version)
-                             .values(**values, version=version + 1))
+    result = conn.execute(_update.values({k: bindparam(k) for k in [*values, "version"]}),
+                          {**values, "version": version + 1, "b_id": instance_id, "b_version": version})
     if result.rowcount != 1:
         raise Conflict(f"instance {instance_id} was changed by someone else; reload and try again")
 
 
-def write_projections(session: Session, instance_id: UUID, process_id: str, workflow: Any, active: bool) -> None:
-    """Rewrite what the inbox, the job executor and message routing query, from the workflow itself."""
-    tasks = runtime.human_tasks(workflow) if active else []
-    existing = {row.id: row for row in session.execute(
-        select(HumanTask.id, HumanTask.assignee).where(HumanTask.instance_id == instance_id))}
-    current = {t.id: t for t in tasks}
-    gone = [i for i in existing if i not in current]
+def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, workflow: Any,
+                      before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Bring the inbox, job and subscription rows from what the instance waited on `before` to `after`."""
+    old = {w["task_id"]: w for w in before}
+    new = {w["task_id"]: w for w in after}
+    _write_tasks(conn, instance_id, process_id, workflow, *_split(old, new, ("task",)))
+    gone, added, kept = _split(old, new, ("timer", "job"))
     if gone:
-        session.execute(delete(HumanTask).where(HumanTask.id.in_(gone)))
-    for task in tasks:
-        info = runtime.assignment(task)
-        if task.id in existing:
-            if existing[task.id].assignee != info.get("assignee"):
-                session.execute(update(HumanTask).where(HumanTask.id == task.id).values(assignee=info.get("assignee")))
-            continue
-        spec = task.task_spec
-        ext = getattr(spec, "extensions", {}).get("baton", {})
-        session.execute(insert(HumanTask).values(
-            id=task.id, instance_id=instance_id, process_id=process_id, element_id=spec.bpmn_id,
-            name=spec.bpmn_name or spec.bpmn_id, lane=spec.lane, assignee=info.get("assignee"),
-            candidate_users=",".join(info.get("candidate_users", [])),
-            candidate_groups=",".join(info.get("candidate_groups", [])), form=json.dumps(ext.get("form", [])),
-            created_at=datetime.fromtimestamp(task.last_state_change, UTC),
-            due_at=datetime.fromisoformat(info["due"]) if info.get("due") else None))
-        candidates = [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
+        conn.execute(delete(JOB).where(JOB.c.instance_id == instance_id, JOB.c.task_id.in_(map(UUID, gone))))
+    if added:
+        conn.execute(insert(JOB), [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
+                                    "element_id": w["element_id"], "kind": w["kind"], "attempts": 0,
+                                    "due_at": datetime.fromisoformat(w["due"])} for w in added])
+    for w in kept:
+        if w["due"] != old[w["task_id"]]["due"]:
+            conn.execute(update(JOB).where(JOB.c.instance_id == instance_id, JOB.c.task_id == UUID(w["task_id"]))
+                         .values(due_at=datetime.fromisoformat(w["due"])))
+    subscriptions = [w for w in after if w["kind"] in ("message", "signal")]
+    if subscriptions != [w for w in before if w["kind"] in ("message", "signal")]:
+        conn.execute(delete(SUBSCRIPTION).where(SUBSCRIPTION.c.instance_id == instance_id))
+        if subscriptions:
+            conn.execute(insert(SUBSCRIPTION), [
+                {"instance_id": instance_id, "kind": w["kind"], "name": w["name"], "task_id": UUID(w["task_id"]),
+                 "correlation": dumps(w["correlation"])} for w in subscriptions])
+
+
+def _split(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], kinds: tuple[str, ...]
+           ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Of the given kinds: ids gone since before, entries added, entries kept."""
+    gone = [i for i, w in old.items() if w["kind"] in kinds and i not in new]
+    added = [w for i, w in new.items() if w["kind"] in kinds and i not in old]
+    kept = [w for i, w in new.items() if w["kind"] in kinds and i in old]
+    return gone, added, kept
+
+
+def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workflow: Any, gone: list[str],
+                 added: list[dict[str, Any]], kept: list[dict[str, Any]]) -> None:
+    if gone:
+        ids = [UUID(i) for i in gone]
+        conn.execute(delete(CANDIDATE).where(CANDIDATE.c.task_id.in_(ids)))
+        conn.execute(delete(HUMAN_TASK).where(HUMAN_TASK.c.id.in_(ids)))
+    rows, candidates = [], []
+    for w in added:
+        task = workflow.get_task_from_id(UUID(w["task_id"]))
+        spec, info = task.task_spec, runtime.assignment(task)
+        rows.append({"id": task.id, "instance_id": instance_id, "process_id": process_id, "element_id": spec.bpmn_id,
+                     "name": spec.bpmn_name or spec.bpmn_id, "lane": spec.lane, "assignee": info.get("assignee"),
+                     "candidate_users": ",".join(info.get("candidate_users", [])),
+                     "candidate_groups": ",".join(info.get("candidate_groups", [])),
+                     "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
+                     "created_at": datetime.fromtimestamp(task.last_state_change, UTC),
+                     "due_at": datetime.fromisoformat(info["due"]) if info.get("due") else None})
+        candidates += [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
         candidates += [{"task_id": task.id, "kind": "group", "name": n} for n in set(info.get("candidate_groups", []))]
-        if candidates:
-            session.execute(insert(Candidate), candidates)
-    _write_jobs(session, instance_id, workflow, active)
-    session.execute(delete(Subscription).where(Subscription.instance_id == instance_id))
-    subscriptions = runtime.subscriptions(workflow) if active else []
-    if subscriptions:
-        session.execute(insert(Subscription), [
-            {"instance_id": instance_id, "kind": kind, "name": name, "task_id": task.id, "correlation": dumps(corr)}
-            for kind, name, task, corr in subscriptions])
+    if rows:
+        conn.execute(insert(HUMAN_TASK), rows)
+    if candidates:
+        conn.execute(insert(CANDIDATE), candidates)
+    for w in kept:
+        conn.execute(update(HUMAN_TASK).where(HUMAN_TASK.c.id == UUID(w["task_id"])).values(assignee=w["assignee"]))
 
 
-def _write_jobs(session: Session, instance_id: UUID, workflow: Any, active: bool) -> None:
-    wanted = {}
-    if active:
-        wanted = {task.id: ("timer", task, due) for task, due in runtime.timers(workflow)}
-        wanted.update({task.id: ("service", task, now()) for task in runtime.service_tasks(workflow)})
-    existing = {row.task_id: row for row in session.execute(
-        select(Job.id, Job.task_id, Job.due_at).where(Job.instance_id == instance_id))}
-    gone = [row.id for task_id, row in existing.items() if task_id not in wanted]
-    if gone:
-        session.execute(delete(Job).where(Job.id.in_(gone)))
-    for task_id, (kind, task, due) in wanted.items():
-        if task_id in existing:
-            if existing[task_id].due_at != due:
-                session.execute(update(Job).where(Job.id == existing[task_id].id).values(due_at=due))
-            continue
-        session.execute(insert(Job).values(instance_id=instance_id, task_id=task_id, element_id=task.task_spec.bpmn_id,
-                                           kind=kind, due_at=due))
-
-
-def write_history(session: Session, instance_id: UUID, step: runtime.Step) -> None:
+def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:
     if step.events:
         at = now()
-        session.execute(insert(Event), [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
-                                        for e in step.events])
+        conn.execute(insert(EVENT), [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
+                                     for e in step.events])
     if step.failure:
         f = step.failure
-        session.execute(update(Incident).where(Incident.instance_id == instance_id, Incident.resolved_at.is_(None),
-                                               Incident.task_id == f.task_id).values(resolved_at=now()))
-        session.execute(insert(Incident).values(instance_id=instance_id, task_id=f.task_id, element_id=f.element_id,
-                                                error_type=f.error_type, message=f.message, line=f.line))
+        resolve_incidents(conn, instance_id)
+        conn.execute(insert(INCIDENT), {"id": uuid4(), "instance_id": instance_id, "task_id": f.task_id,
+                                        "element_id": f.element_id, "error_type": f.error_type, "message": f.message,
+                                        "line": f.line, "created_at": now(), "resolved_at": None})
 
 
-def resolve_incidents(session: Session, instance_id: UUID) -> None:
-    session.execute(update(Incident).where(Incident.instance_id == instance_id, Incident.resolved_at.is_(None))
-                    .values(resolved_at=now()))
+def resolve_incidents(conn: sa.Connection, instance_id: UUID) -> None:
+    conn.execute(update(INCIDENT).where(INCIDENT.c.instance_id == instance_id, INCIDENT.c.resolved_at.is_(None))
+                 .values(resolved_at=now()))
