@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from . import forms, parsing, runtime, store
@@ -38,7 +38,7 @@ from .info import (
     TaskInfo,
     Waiting,
 )
-from .models import Candidate, Definition, Event, HumanTask, Incident, Instance, Job, Subscription, now
+from .models import Definition, Event, HumanTask, Incident, Instance, Job, Subscription, now
 from .scripting import Sandbox
 from .specs import dump_spec, dump_state, from_plain, load_spec, load_state
 
@@ -220,16 +220,11 @@ class Engine:
     def tasks(self, *, user: str | None = None, instance_id: UUID | str | None = None,
               process_id: str | None = None) -> list[TaskInfo]:
         """Open human tasks; with `user`, those assigned to them or claimable by them or their groups."""
-        query = select(HumanTask).join(Instance, Instance.id == HumanTask.instance_id).where(
-            Instance.status == "active").order_by(HumanTask.created_at, HumanTask.id)
-        if instance_id is not None:
-            query = query.where(HumanTask.instance_id == _uuid(instance_id))
-        if process_id is not None:
-            query = query.where(HumanTask.process_id == process_id)
-        if user is not None:
-            query = query.where(self._visible_to(user))
-        with self.db.read() as session:
-            return [_task_info(r) for r in session.scalars(query)]
+        query = store.task_query(instance_id is not None, process_id is not None, user is not None)
+        params = {"instance_id": _uuid(instance_id) if instance_id is not None else None, "process_id": process_id,
+                  "user": user, "groups": sorted(self._groups(user)) if user is not None else []}
+        with self.db.reading() as conn:
+            return [_task_info(r) for r in conn.execute(query, params)]
 
     def task(self, task_id: UUID | str, *, user: str | None = None) -> TaskInfo:
         with self.db.read() as session:
@@ -409,14 +404,6 @@ class Engine:
 
     def _groups(self, user: str) -> set[str]:
         return set(self.directory.groups_of(user)) if self.directory is not None else set()
-
-    def _visible_to(self, user: str) -> Any:
-        groups = self._groups(user)
-        candidate = exists().where(Candidate.task_id == HumanTask.id, or_(
-            and_(Candidate.kind == "user", Candidate.name == user),
-            and_(Candidate.kind == "group", Candidate.name.in_(groups)) if groups else False))
-        unrestricted = and_(HumanTask.candidate_users == "", HumanTask.candidate_groups == "")
-        return or_(HumanTask.assignee == user, and_(HumanTask.assignee.is_(None), or_(candidate, unrestricted)))
 
     def _check_may_act(self, task_id: UUID, assignee: str | None, users: str, groups: str, user: str | None) -> None:
         if user is None or assignee == user:

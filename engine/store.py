@@ -8,12 +8,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy import and_, bindparam, delete, event, exists, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -146,11 +147,41 @@ INSTANCE, HUMAN_TASK, CANDIDATE = Instance.__table__, HumanTask.__table__, Candi
 JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Event.__table__, Incident.__table__
 ROW = [c for c in INSTANCE.c if c.name != "state"]  # the state is read only when the workflow is not cached
 _by_id = select(*ROW).where(INSTANCE.c.id == bindparam("id"))
-_by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"), HUMAN_TASK.c.candidate_users,
-                  HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
+_by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
+                  HUMAN_TASK.c.candidate_users, HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
     HUMAN_TASK, HUMAN_TASK.c.instance_id == INSTANCE.c.id).where(HUMAN_TASK.c.id == bindparam("id"))
 _state = select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"))
+# Built once: constructing a statement costs more than running it on SQLite.
 _update = update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"), INSTANCE.c.version == bindparam("b_version"))
+_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, CANDIDATE, JOB, SUBSCRIPTION, EVENT, INCIDENT)}
+_delete_candidates = delete(CANDIDATE).where(CANDIDATE.c.task_id == bindparam("b_task"))
+_delete_task = delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
+_assign = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
+_job = (JOB.c.instance_id == bindparam("b_instance")) & (JOB.c.task_id == bindparam("b_task"))
+_delete_job, _move_job = delete(JOB).where(_job), update(JOB).where(_job)
+_delete_subscriptions = delete(SUBSCRIPTION).where(SUBSCRIPTION.c.instance_id == bindparam("b_instance"))
+_resolve = update(INCIDENT).where(INCIDENT.c.instance_id == bindparam("b_instance"), INCIDENT.c.resolved_at.is_(None))
+
+
+@cache
+def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
+    """Open human tasks of active instances; by user: assigned to them, or claimable by them or their groups."""
+    h = HUMAN_TASK.c
+    query = select(HUMAN_TASK).join(INSTANCE, INSTANCE.c.id == h.instance_id).where(
+        INSTANCE.c.status == "active").order_by(h.created_at, h.id)
+    if by_instance:
+        query = query.where(h.instance_id == bindparam("instance_id"))
+    if by_process:
+        query = query.where(h.process_id == bindparam("process_id"))
+    if by_user:
+        c = CANDIDATE.c
+        candidate = exists().where(c.task_id == h.id, or_(
+            and_(c.kind == "user", c.name == bindparam("user")),
+            and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True)))))
+        unrestricted = and_(h.candidate_users == "", h.candidate_groups == "")
+        query = query.where(or_(h.assignee == bindparam("user"), and_(h.assignee.is_(None),
+                                                                      or_(candidate, unrestricted))))
+    return query
 
 
 def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:
@@ -167,13 +198,13 @@ def state(conn: sa.Connection, instance_id: UUID) -> str:
 
 
 def insert_instance(conn: sa.Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(INSTANCE), {**row, "state_format": STATE_FORMAT, "spiff_version": SPIFF_VERSION})
+    conn.execute(_insert[INSTANCE], {**row, "state_format": STATE_FORMAT, "spiff_version": SPIFF_VERSION})
 
 
 def update_instance(conn: sa.Connection, instance_id: UUID, version: int, values: dict[str, Any]) -> None:
     """Write the new state if nobody else wrote since we read `version`; otherwise Conflict."""
-    result = conn.execute(_update.values({k: bindparam(k) for k in [*values, "version"]}),
-                          {**values, "version": version + 1, "b_id": instance_id, "b_version": version})
+    result = conn.execute(_update, {"ended_at": None, **values, "version": version + 1, "b_id": instance_id,
+                                    "b_version": version})
     if result.rowcount != 1:
         raise Conflict(f"instance {instance_id} was changed by someone else; reload and try again")
 
@@ -183,23 +214,24 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
     """Bring the inbox, job and subscription rows from what the instance waited on `before` to `after`."""
     old = {w["task_id"]: w for w in before}
     new = {w["task_id"]: w for w in after}
-    _write_tasks(conn, instance_id, process_id, workflow, *_split(old, new, ("task",)))
+    _write_tasks(conn, instance_id, process_id, workflow, *_split(old, new, ("task",)),
+                 {i: w.get("assignee") for i, w in old.items()})
     gone, added, kept = _split(old, new, ("timer", "job"))
     if gone:
-        conn.execute(delete(JOB).where(JOB.c.instance_id == instance_id, JOB.c.task_id.in_(map(UUID, gone))))
+        conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
     if added:
-        conn.execute(insert(JOB), [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
+        conn.execute(_insert[JOB], [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
                                     "element_id": w["element_id"], "kind": w["kind"], "attempts": 0,
                                     "due_at": datetime.fromisoformat(w["due"])} for w in added])
     for w in kept:
         if w["due"] != old[w["task_id"]]["due"]:
-            conn.execute(update(JOB).where(JOB.c.instance_id == instance_id, JOB.c.task_id == UUID(w["task_id"]))
-                         .values(due_at=datetime.fromisoformat(w["due"])))
+            conn.execute(_move_job, {"b_instance": instance_id, "b_task": UUID(w["task_id"]),
+                                     "due_at": datetime.fromisoformat(w["due"])})
     subscriptions = [w for w in after if w["kind"] in ("message", "signal")]
     if subscriptions != [w for w in before if w["kind"] in ("message", "signal")]:
-        conn.execute(delete(SUBSCRIPTION).where(SUBSCRIPTION.c.instance_id == instance_id))
+        conn.execute(_delete_subscriptions, {"b_instance": instance_id})
         if subscriptions:
-            conn.execute(insert(SUBSCRIPTION), [
+            conn.execute(_insert[SUBSCRIPTION], [
                 {"instance_id": instance_id, "kind": w["kind"], "name": w["name"], "task_id": UUID(w["task_id"]),
                  "correlation": dumps(w["correlation"])} for w in subscriptions])
 
@@ -214,11 +246,12 @@ def _split(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], kinds
 
 
 def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workflow: Any, gone: list[str],
-                 added: list[dict[str, Any]], kept: list[dict[str, Any]]) -> None:
+                 added: list[dict[str, Any]], kept: list[dict[str, Any]], old_assignees: dict[str, str | None]
+                 ) -> None:
     if gone:
-        ids = [UUID(i) for i in gone]
-        conn.execute(delete(CANDIDATE).where(CANDIDATE.c.task_id.in_(ids)))
-        conn.execute(delete(HUMAN_TASK).where(HUMAN_TASK.c.id.in_(ids)))
+        ids = [{"b_task": UUID(i)} for i in gone]
+        conn.execute(_delete_candidates, ids)
+        conn.execute(_delete_task, ids)
     rows, candidates = [], []
     for w in added:
         task = workflow.get_task_from_id(UUID(w["task_id"]))
@@ -233,26 +266,27 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
         candidates += [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
         candidates += [{"task_id": task.id, "kind": "group", "name": n} for n in set(info.get("candidate_groups", []))]
     if rows:
-        conn.execute(insert(HUMAN_TASK), rows)
+        conn.execute(_insert[HUMAN_TASK], rows)
     if candidates:
-        conn.execute(insert(CANDIDATE), candidates)
-    for w in kept:
-        conn.execute(update(HUMAN_TASK).where(HUMAN_TASK.c.id == UUID(w["task_id"])).values(assignee=w["assignee"]))
+        conn.execute(_insert[CANDIDATE], candidates)
+    changed = [{"b_task": UUID(w["task_id"]), "assignee": w["assignee"]} for w in kept
+               if w["assignee"] != old_assignees.get(w["task_id"])]
+    if changed:
+        conn.execute(_assign, changed)
 
 
 def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:
     if step.events:
         at = now()
-        conn.execute(insert(EVENT), [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
+        conn.execute(_insert[EVENT], [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
                                      for e in step.events])
     if step.failure:
         f = step.failure
         resolve_incidents(conn, instance_id)
-        conn.execute(insert(INCIDENT), {"id": uuid4(), "instance_id": instance_id, "task_id": f.task_id,
+        conn.execute(_insert[INCIDENT], {"id": uuid4(), "instance_id": instance_id, "task_id": f.task_id,
                                         "element_id": f.element_id, "error_type": f.error_type, "message": f.message,
                                         "line": f.line, "created_at": now(), "resolved_at": None})
 
 
 def resolve_incidents(conn: sa.Connection, instance_id: UUID) -> None:
-    conn.execute(update(INCIDENT).where(INCIDENT.c.instance_id == instance_id, INCIDENT.c.resolved_at.is_(None))
-                 .values(resolved_at=now()))
+    conn.execute(_resolve, {"b_instance": instance_id, "resolved_at": now()})
