@@ -14,9 +14,11 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from .errors import InvalidState, TaskNotFound
@@ -33,6 +35,17 @@ for _name in ("spiff.task", "spiff.workflow", "spiff.data", "spiff.metrics"):
     logging.getLogger(_name).setLevel(logging.WARNING)  # SpiffWorkflow builds log records on every state change
 
 DURATION = re.compile(r"^P(?=\d|T\d)")
+
+# SpiffWorkflow's DeepMerge copies one level: a task inheriting data, or a join merging branches, shares nested lists
+# and dicts with other tasks and later merges into them in place. Merge a deep copy, so no two tasks share a value.
+_spiff_merge = DeepMerge.merge
+
+
+def _merge_copy(a: dict[str, Any], b: dict[str, Any], path: list[str] | None = None) -> dict[str, Any]:
+    return _spiff_merge(a, copy.deepcopy(b) if path is None else b, path)
+
+
+DeepMerge.merge = staticmethod(_merge_copy)
 
 
 @dataclass
@@ -305,8 +318,11 @@ def current_data(workflow: BpmnWorkflow, found: Scan) -> dict[str, Any]:
     """The data an observer means by 'the instance's data now'."""
     if workflow.is_completed():
         return dict(workflow.data)
-    if found.active:
-        return dict(max(found.active, key=lambda t: t.last_state_change).data)
+    # A parallel or inclusive join that waits for other branches has inherited no data yet.
+    active = [t for t in found.active
+              if not (t.state == TaskState.WAITING and isinstance(t.task_spec, UnstructuredJoin))]
+    if active:
+        return dict(max(active, key=lambda t: t.last_state_change).data)
     return dict(workflow.last_task.data) if workflow.last_task else {}
 
 
