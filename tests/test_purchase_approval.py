@@ -11,10 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from baton.engine.core import Engine
-from baton.engine.errors import InvalidData
 from lxml import etree
 from SpiffWorkflow.bpmn.parser import BpmnValidator
+
+from baton.engine.core import Engine
+from baton.engine.errors import InvalidData
 
 DIAGRAM = Path(__file__).parent.parent / "processes" / "purchase_approval.bpmn"
 PROCESS = "purchase_approval"
