@@ -168,3 +168,48 @@ class Event(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     user: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Person(Base):
+    """Someone in the org directory: who they report to and what they may sign."""
+
+    __tablename__ = "person"
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    manager: Mapped[str | None] = mapped_column(String(255), index=True)
+    signature_limit: Mapped[str | None] = mapped_column(String(64))  # Decimal as text; None: unlimited
+    currency: Mapped[str] = mapped_column(String(3))
+    delegate: Mapped[str | None] = mapped_column(String(255))
+    away_from: Mapped[datetime | None]
+    away_until: Mapped[datetime | None]
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+    group: Mapped[str] = mapped_column("group_name", String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("person.username", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+
+
+class Rate(Base):
+    """How much one unit of a currency is worth in the base currency."""
+
+    __tablename__ = "rate"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    rate: Mapped[str] = mapped_column(String(64))  # Decimal as text
+
+
+class Outbox(Base):
+    """Notifications to send: written in the step's transaction, sent by the job executor."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    recipient: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

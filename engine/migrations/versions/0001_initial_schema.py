@@ -36,6 +36,42 @@ def upgrade() -> None:
     with op.batch_alter_table('definition', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_definition_process_id'), ['process_id'], unique=False)
 
+    op.create_table('outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('instance_id', sa.Uuid(), nullable=True),
+    sa.Column('recipient', sa.String(length=255), nullable=False),
+    sa.Column('subject', sa.Text(), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('created_at', baton.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', baton.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_instance_id'), ['instance_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_sent_at'), ['sent_at'], unique=False)
+
+    op.create_table('person',
+    sa.Column('username', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('email', sa.String(length=255), nullable=True),
+    sa.Column('manager', sa.String(length=255), nullable=True),
+    sa.Column('signature_limit', sa.String(length=64), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('delegate', sa.String(length=255), nullable=True),
+    sa.Column('away_from', baton.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('away_until', baton.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('username')
+    )
+    with op.batch_alter_table('person', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_person_manager'), ['manager'], unique=False)
+
+    op.create_table('rate',
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('rate', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('currency')
+    )
     op.create_table('instance',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('definition_id', sa.Integer(), nullable=False),
@@ -63,6 +99,15 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_instance_process_id'), ['process_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_starter'), ['starter'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_status'), ['status'], unique=False)
+
+    op.create_table('membership',
+    sa.Column('group_name', sa.String(length=255), nullable=False),
+    sa.Column('username', sa.String(length=255), nullable=False),
+    sa.ForeignKeyConstraint(['username'], ['person.username'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('group_name', 'username')
+    )
+    with op.batch_alter_table('membership', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_membership_username'), ['username'], unique=False)
 
     op.create_table('event',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -195,6 +240,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_event_instance_id'))
 
     op.drop_table('event')
+    with op.batch_alter_table('membership', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_membership_username'))
+
+    op.drop_table('membership')
     with op.batch_alter_table('instance', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_instance_status'))
         batch_op.drop_index(batch_op.f('ix_instance_starter'))
@@ -204,6 +253,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_instance_business_key'))
 
     op.drop_table('instance')
+    op.drop_table('rate')
+    with op.batch_alter_table('person', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_person_manager'))
+
+    op.drop_table('person')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_sent_at'))
+        batch_op.drop_index(batch_op.f('ix_outbox_instance_id'))
+
+    op.drop_table('outbox')
     with op.batch_alter_table('definition', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_definition_process_id'))
 
