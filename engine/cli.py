@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from . import directory, store
 from .core import Engine
 from .errors import Conflict, EngineError, Forbidden, InvalidData, InvalidDiagram, InvalidState, NotFound
 from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, LintReport, TaskInfo
@@ -144,12 +145,33 @@ def parser() -> argparse.ArgumentParser:
                   "give a claimed task back to its candidates")
     sub.add_argument("task_id", metavar="TASK")
     sub.add_argument("--user", required=True)
+
+    sub = command("directory", directory_command, show_directory,
+                  "replace the org directory from a file, or write it to one (formats: docs/directory.md)")
+    actions = sub.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    for action, summary in (
+            ("import", "replace the people and groups, and the rates if the file has them, with a .json or .csv "
+                       "file: all of it, or nothing if it has errors"),
+            ("export", "write the directory to a .json file, or to a .csv file of people and FILE-rates.csv")):
+        one = actions.add_parser(action, parents=[common], help=summary, description=summary, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        one.add_argument("file", metavar="FILE", type=Path)
     return top
 
 
 def administer(name: str) -> Callable[[Engine, argparse.Namespace], InstanceInfo]:
     """Cancel, suspend or resume: the same call on the instance, recorded in its history as the user's."""
     return lambda engine, args: getattr(engine, name)(args.instance_id, user=args.user)
+
+
+def directory_command(engine: Engine, args: argparse.Namespace) -> dict[str, int] | list[Path]:
+    db = store.connect(engine.database_url)
+    try:
+        if args.action == "import":
+            return directory.import_file(db, args.file)
+        return directory.export_file(db, args.file)
+    except InvalidData as exc:  # one problem a line, each naming its row
+        raise InvalidData("\n".join(e.message for e in exc.errors)) from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +285,14 @@ def show_lint(report: LintReport) -> str:
 def show_demo(result: Demo) -> str:
     return "\n".join([show_definitions(result.deployed), "", "Start one, then work its tasks:",
                       *(f"  {line}" for line in result.next_steps)])
+
+
+def show_directory(result: dict[str, int] | list[Path]) -> str:
+    if isinstance(result, list):
+        return "wrote " + ", ".join(map(str, result))
+    nouns = {"people": ("person", "people"), "groups": ("group", "groups"), "memberships": ("membership",
+             "memberships"), "rates": ("rate", "rates")}
+    return "imported " + (", ".join(f"{n} {nouns[k][n != 1]}" for k, n in result.items() if n) or "nothing")
 
 
 def show_tasks(tasks: list[TaskInfo]) -> str:

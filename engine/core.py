@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,8 +18,10 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from . import forms, parsing, runtime, store
+from .clock import clock
 from .config import Settings
 from .errors import (
+    Conflict,
     DefinitionNotFound,
     Forbidden,
     IncidentNotFound,
@@ -25,6 +29,7 @@ from .errors import (
     InvalidData,
     InvalidDiagram,
     InvalidState,
+    NotFound,
     TaskNotFound,
 )
 from .info import (
@@ -38,7 +43,7 @@ from .info import (
     TaskInfo,
     Waiting,
 )
-from .models import Definition, Event, HumanTask, Incident, Instance, Job, Subscription, now
+from .models import Definition, Event, HumanTask, Incident, Instance, Job, Outbox, Subscription, now
 from .scripting import Sandbox
 from .specs import dump_spec, dump_state, from_plain, load_spec, load_state
 
@@ -76,7 +81,9 @@ class Engine:
         self.db = store.Store(store.connect(self.database_url))
         self.connectors = dict(connectors or {})
         self.directory = directory
-        self.sandbox = Sandbox(functions, timeout=self.settings.script_timeout,
+        self._local = threading.local()  # the step a script's notify() belongs to, per thread
+        builtin = {"notify": self._notify, "now": clock.now}
+        self.sandbox = Sandbox({**builtin, **(functions or {})}, timeout=self.settings.script_timeout,
                                memory=self.settings.script_memory_mb * 2**20)
         self.script_engine = PythonScriptEngine(environment=runtime.Environment(self.sandbox, RESERVED))
         self.hook: Callable[[str], None] | None = None  # tests pause or kill a step at a named point
@@ -86,6 +93,22 @@ class Engine:
     def close(self) -> None:
         """Stop this engine's script processes; the database pool is shared within the process and stays."""
         self.sandbox.close()
+
+    def _notify(self, user: str, subject: str, body: str = "") -> bool:
+        """notify(user, subject, body) for diagrams: an outbox row written with the step, sent by the job executor."""
+        step = getattr(self._local, "step", None)
+        if step is None:
+            raise InvalidState("notify() can only be called from a running step")
+        step.outbox.append({"recipient": str(user), "subject": str(subject), "body": str(body)})
+        return True
+
+    @contextmanager
+    def _stepping(self, step: runtime.Step) -> Iterator[runtime.Step]:
+        self._local.step = step
+        try:
+            yield step
+        finally:
+            self._local.step = None
 
     # Diagrams
 
@@ -160,8 +183,8 @@ class Engine:
         else:
             start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED}
             start_data |= forms.accept([f for f in fields if f["id"] in start_data], start_data) | reserved
-        step = runtime.Step()
-        runtime.start(workflow, start_data, step, user=user)
+        with self._stepping(runtime.Step()) as step:
+            runtime.start(workflow, start_data, step, user=user)
         values, waiting = self._values(workflow, step, None, reserved)
         self._pause("before_write")
         row = {"id": uuid4(), "definition_id": definition.id, "process_id": process_id,
@@ -314,6 +337,47 @@ class Engine:
 
         return self._change(instance_id, act, allowed=("error",))
 
+    # Jobs: the job-executor issue runs these from a worker with leases; here they run when asked.
+
+    def run_due_jobs(self, *, limit: int = 100) -> int:
+        """Fire due timers and call due service tasks' connectors, each as its own step; returns how many ran."""
+        with self.db.reading() as conn:
+            due = conn.execute(select(Job.id, Job.instance_id, Job.task_id, Job.kind).where(
+                Job.due_at <= now()).order_by(Job.due_at).limit(limit)).all()
+        ran = 0
+        for job in due:
+            try:
+                if job.kind == "timer":
+                    self._change(job.instance_id, lambda loaded, step: runtime.fire_timers(loaded.workflow, step),
+                                 allowed=("active",))
+                else:
+                    self._change(job.instance_id, lambda loaded, step, job=job: self._call(loaded, job.task_id, step),
+                                 allowed=("active",))
+                ran += 1
+            except (Conflict, InvalidState, NotFound) as exc:
+                log.info("job %s skipped: %s", job.id, exc)
+        return ran
+
+    def _call(self, loaded: Loaded, task_id: UUID, step: runtime.Step) -> None:
+        task = runtime.service_task(loaded.workflow, task_id)
+        connector = self.connectors.get(task.task_spec.connector or "")
+        try:
+            if connector is None:
+                raise LookupError(f"no connector named '{task.task_spec.connector}' is registered")
+            result = connector(runtime.service_input(loaded.workflow, task))
+        except Exception as exc:  # a connector is host code: whatever it raises becomes an incident
+            runtime.fail_service(loaded.workflow, task, exc, step)
+            return
+        runtime.complete_service(loaded.workflow, task, result, step)
+
+    def outbox(self, *, unsent: bool = True) -> list[dict[str, Any]]:
+        """Notifications written by diagrams, oldest first."""
+        query = select(Outbox.__table__).order_by(Outbox.id)
+        if unsent:
+            query = query.where(Outbox.sent_at.is_(None))
+        with self.db.reading() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     # The shape of every change: read, act in memory, write if nobody else wrote first.
 
     def _on_task(self, task_id: UUID | str, user: str | None,
@@ -341,8 +405,8 @@ class Engine:
         self._pause("loaded")
         if loaded.status not in allowed:
             raise InvalidState(f"instance {loaded.id} is {loaded.status}")
-        step = runtime.Step()
-        act(loaded, step)
+        with self._stepping(runtime.Step()) as step:
+            act(loaded, step)
         values, waiting = self._values(loaded.workflow, step, status, {"starter": loaded.starter})
         self._pause("before_write")
         with self.db.writing() as conn:

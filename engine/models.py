@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .clock import clock
+
 
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every database (SQLite forgets the zone)."""
@@ -41,7 +43,7 @@ SCHEMA_REVISION = "0001"  # the newest Alembic revision under migrations/version
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class Base(DeclarativeBase):

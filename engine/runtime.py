@@ -21,7 +21,9 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
+from .clock import clock
 from .errors import InvalidState, TaskNotFound
+from .parsing import python_expression as parsing_expression
 from .scripting import Sandbox, SandboxEnvironment
 from .specs import ServiceTask
 
@@ -65,6 +67,7 @@ class Step:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     failure: Failure | None = None
+    outbox: list[dict[str, str]] = field(default_factory=list)
 
     def record(self, kind: str, task: Task | None = None, *, user: str | None = None,
                data: dict[str, Any] | None = None) -> None:
@@ -102,14 +105,21 @@ def start(workflow: BpmnWorkflow, data: dict[str, Any], step: Step, *, user: str
 def advance(workflow: BpmnWorkflow, step: Step) -> None:
     """Run engine tasks until only human tasks, timers, messages or jobs remain; a failure becomes `step.failure`."""
 
+    sent = len(step.outbox)
+
+    def starting(task: Task) -> None:
+        nonlocal sent
+        sent = len(step.outbox)
+
     def done(task: Task) -> None:
         if task.state == TaskState.COMPLETED and getattr(task.task_spec, "bpmn_id", None):
             step.record("completed", task)
 
     try:
-        workflow.do_engine_steps(did_complete_task=done)
+        workflow.do_engine_steps(will_complete_task=starting, did_complete_task=done)
         prepare_human_tasks(workflow)
     except SpiffWorkflowException as exc:
+        del step.outbox[sent:]  # what the failed task wanted to send is not sent; its retry sends it
         step.failure = failure(workflow, exc)
         step.record("incident", _task(workflow, step.failure.task_id),
                     data={"message": step.failure.message, "line": step.failure.line})
@@ -162,15 +172,63 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
     task.data = copy.deepcopy(task.data)
     task.data.update(copy.deepcopy(data or {}))
     step.record("retried", task, user=user, data=data)
+    if isinstance(task.task_spec, ServiceTask):
+        task._set_state(TaskState.READY)  # a job calls the connector again
+        task.internal_data.pop("baton_job_due", None)
+        return
     try:
         task.run()
     except SpiffWorkflowException as exc:
+        step.outbox.clear()
         step.failure = failure(workflow, exc)
         step.record("incident", task, data={"message": step.failure.message, "line": step.failure.line})
         return
     if task.state == TaskState.COMPLETED:
         step.record("completed", task)
     advance(workflow, step)
+
+
+def fire_timers(workflow: BpmnWorkflow, step: Step) -> None:
+    """Fire every timer that is due on the engine's clock and run on."""
+    waiting = [task for task, _ in timers(workflow)]
+    workflow.refresh_timers()
+    for task in waiting:
+        if task.state != TaskState.WAITING or task.internal_data.get("event_fired"):
+            step.record("timer fired", task)
+    advance(workflow, step)
+
+
+def service_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
+    task = _task(workflow, task_id)
+    if task is None or task.state != TaskState.READY or not isinstance(task.task_spec, ServiceTask):
+        raise TaskNotFound(task_id)
+    return task
+
+
+def service_input(workflow: BpmnWorkflow, task: Task) -> dict[str, Any]:
+    """What a connector receives: the declared input parameters, evaluated, or else a copy of the task's data."""
+    params = task.task_spec.params
+    if not params:
+        return copy.deepcopy(task.data)
+    return {name: workflow.script_engine.evaluate(task, parsing_expression(text)) for name, text in params.items()}
+
+
+def complete_service(workflow: BpmnWorkflow, task: Task, result: Any, step: Step) -> None:
+    """Put a connector's result into the data and run on."""
+    task.data = copy.deepcopy(task.data)
+    if task.task_spec.result_variable:
+        task.data[task.task_spec.result_variable] = copy.deepcopy(result)
+    elif isinstance(result, dict):
+        task.data.update(copy.deepcopy(result))
+    task.run()
+    step.record("completed", task)
+    advance(workflow, step)
+
+
+def fail_service(workflow: BpmnWorkflow, task: Task, exc: Exception, step: Step) -> None:
+    task._set_state(TaskState.ERROR)
+    step.failure = Failure(task.id, task.task_spec.bpmn_id, type(exc).__name__, str(exc) or type(exc).__name__, None)
+    step.record("incident", task, data={"message": step.failure.message})
 
 
 def cancel(workflow: BpmnWorkflow, step: Step, *, user: str | None) -> None:
@@ -226,7 +284,7 @@ def _due(value: Any) -> str | None:
         return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
     text = str(value).strip()
     if DURATION.match(text):
-        start = datetime.now(UTC)
+        start = clock.now()
         return (start + TimerEventDefinition.get_timedelta_from_start(
             TimerEventDefinition.parse_iso_duration(text), start)).isoformat()
     return _due(datetime.fromisoformat(text))
@@ -308,7 +366,7 @@ def waiting(workflow: BpmnWorkflow, found: Scan) -> list[dict[str, Any]]:
     items = [entry("task", t, due=assignment(t).get("due"), assignee=assignment(t).get("assignee"))
              for t in found.human]
     items += [entry("timer", t, due=due.isoformat()) for t, due in timers(workflow)]
-    items += [entry("job", t, due=t.internal_data.setdefault("baton_job_due", datetime.now(UTC).isoformat()))
+    items += [entry("job", t, due=t.internal_data.setdefault("baton_job_due", clock.now().isoformat()))
               for t in found.service]
     items += [entry(kind, t, name=name, correlation=corr) for kind, name, t, corr in subscriptions(workflow)]
     return items

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
 from .errors import Conflict, EngineError
-from .models import SCHEMA_REVISION, Candidate, Event, HumanTask, Incident, Instance, Job, Subscription, now
+from .models import SCHEMA_REVISION, Candidate, Event, HumanTask, Incident, Instance, Job, Outbox, Subscription, now
 from .specs import STATE_FORMAT, to_plain
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ def dumps(value: Any) -> str:
 
 INSTANCE, HUMAN_TASK, CANDIDATE = Instance.__table__, HumanTask.__table__, Candidate.__table__
 JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Event.__table__, Incident.__table__
+OUTBOX = Outbox.__table__
 ROW = [c for c in INSTANCE.c if c.name != "state"]  # the state is read only when the workflow is not cached
 _by_id = select(*ROW).where(INSTANCE.c.id == bindparam("id"))
 _by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
@@ -153,7 +154,7 @@ _by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.
 _state = select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"))
 # Built once: constructing a statement costs more than running it on SQLite.
 _update = update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"), INSTANCE.c.version == bindparam("b_version"))
-_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, CANDIDATE, JOB, SUBSCRIPTION, EVENT, INCIDENT)}
+_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, CANDIDATE, JOB, SUBSCRIPTION, EVENT, INCIDENT, OUTBOX)}
 _delete_candidates = delete(CANDIDATE).where(CANDIDATE.c.task_id == bindparam("b_task"))
 _delete_task = delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _assign = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
@@ -276,6 +277,9 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
 
 
 def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:
+    if step.outbox:
+        conn.execute(_insert[OUTBOX], [{**n, "instance_id": instance_id, "created_at": now(), "attempts": 0,
+                                        "sent_at": None, "last_error": None} for n in step.outbox])
     if step.events:
         at = now()
         conn.execute(_insert[EVENT], [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}

@@ -48,3 +48,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 def diagram(name: str) -> Path:
     return BPMN / name
+
+
+@pytest.fixture(autouse=True)
+def _real_time() -> Iterator[None]:
+    """Every test starts and ends on the real clock, whatever it advanced."""
+    from baton.engine.clock import clock
+
+    clock.reset()
+    yield
+    clock.reset()

@@ -72,8 +72,8 @@ def test_incident_then_fixed_data_then_retry_completes(engine, sqlite_url):
 
 def test_host_functions_are_the_only_way_out(sqlite_url):
     calls = []
-    engine = Engine(sqlite_url, functions={"notify": lambda user, text: calls.append((user, text)) or True})
-    engine.deploy(script_process("sent = notify('ann', 'hello ' + str(n))"))
+    engine = Engine(sqlite_url, functions={"ping": lambda user, text: calls.append((user, text)) or True})
+    engine.deploy(script_process("sent = ping('ann', 'hello ' + str(n))"))
     instance = engine.start("p", {"n": 7})
     assert instance.data["sent"] is True
     assert calls == [("ann", "hello 7")]

@@ -1,0 +1,90 @@
+"""Timers fire on the engine's clock, service tasks call connectors, and notify() fills the outbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from bpmn_builder import process
+
+from baton.engine import Engine
+from baton.engine.clock import clock
+
+REMINDED = process(
+    '<bpmn:startEvent id="start"/>',
+    '<bpmn:userTask id="approve" name="Approve" camunda:assignee="dana"/>',
+    '<bpmn:boundaryEvent id="remind" attachedToRef="approve" cancelActivity="false"><bpmn:timerEventDefinition>'
+    '<bpmn:timeDuration>P2D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>',
+    '<bpmn:scriptTask id="nudge"><bpmn:script>sent = notify("dana", "Reminder", "Please approve")</bpmn:script>'
+    '</bpmn:scriptTask>',
+    '<bpmn:endEvent id="reminded"/>', '<bpmn:endEvent id="end"/>',
+    flows="start>approve approve>end remind>nudge nudge>reminded")
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = Engine(database_url, connectors={"erp.ok": lambda data: {"order": data["n"] * 2},
+                                              "erp.down": lambda data: 1 / 0})
+    yield engine
+    engine.close()
+
+
+def test_a_due_timer_fires_once_on_the_engines_clock(engine, database_url):
+    engine.deploy(REMINDED)
+    instance = engine.start("p")
+    (timer,) = [w for w in instance.waiting_on if w.kind == "timer"]
+    assert timer.due - clock.now() > timedelta(days=1, hours=23)
+    assert engine.run_due_jobs() == 0
+    clock.advance(timedelta(days=2, minutes=1))
+    assert Engine(database_url).run_due_jobs() == 1
+    assert Engine(database_url).run_due_jobs() == 0
+    after = engine.instance(instance.id)
+    assert [w.kind for w in after.waiting_on] == ["task"]
+    assert [(n["recipient"], n["subject"]) for n in engine.outbox()] == [("dana", "Reminder")]
+    assert [e.element_id for e in engine.history(instance.id) if e.kind == "timer fired"] == ["remind"]
+
+
+def test_notify_in_a_failed_step_sends_nothing(engine):
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          '<bpmn:scriptTask id="s"><bpmn:script>notify("ann", "hi")\nx = 1 / 0</bpmn:script>'
+                          '</bpmn:scriptTask>', '<bpmn:endEvent id="end"/>', flows="start>s s>end"))
+    assert engine.start("p").status == "error"
+    assert engine.outbox() == []
+
+
+@pytest.mark.parametrize(("topic", "status"), [("erp.ok", "complete"), ("erp.down", "error"), ("nobody", "error")])
+def test_a_service_task_job_calls_its_connector(engine, topic, status):
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          f'<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="{topic}"/>',
+                          '<bpmn:endEvent id="end"/>', flows="start>call call>end"))
+    instance = engine.start("p", {"n": 21})
+    assert engine.run_due_jobs() == 1
+    after = engine.instance(instance.id)
+    assert after.status == status
+    if status == "complete":
+        assert after.data["order"] == 42
+    else:
+        assert after.incidents[0].element_id == "call"
+
+
+def test_a_failed_service_task_runs_again_after_retry(database_url):
+    calls = []
+
+    def flaky(data):
+        calls.append(data["n"])
+        if len(calls) == 1:
+            raise ConnectionError("ERP is down")
+        return {"done": True}
+
+    engine = Engine(database_url, connectors={"erp": flaky})
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          '<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="erp"/>',
+                          '<bpmn:endEvent id="end"/>', flows="start>call call>end"))
+    instance = engine.start("p", {"n": 1})
+    engine.run_due_jobs()
+    failed = engine.instance(instance.id)
+    assert failed.status == "error" and "ERP is down" in failed.incidents[0].message
+    assert engine.retry(instance.id).status == "active"
+    engine.run_due_jobs()
+    assert engine.instance(instance.id).status == "complete" and len(calls) == 2
+    engine.close()
