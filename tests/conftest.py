@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -44,6 +45,22 @@ def postgres_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest) -> str:
     """The same test on both databases."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def fresh() -> Iterator[Callable[[str], Any]]:
+    """A new Engine on a database; its script processes are stopped after the test."""
+    made: list[Any] = []
+
+    def make(url: str) -> Any:
+        from baton.engine import Engine
+
+        made.append(Engine(url))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.close()
 
 
 def diagram(name: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,20 +17,6 @@ from conftest import diagram
 TIMEOUT = 30  # seconds a barrier or a thread may take before the test fails instead of hanging
 PARTS = [f"t{i}" for i in range(1, 9)]
 STARTS = 12
-
-
-@pytest.fixture
-def fresh() -> Iterator[Callable[[str], Engine]]:
-    """A new Engine on a database; its script processes are stopped after the test."""
-    made: list[Engine] = []
-
-    def make(url: str) -> Engine:
-        made.append(Engine(url))
-        return made[-1]
-
-    yield make
-    for engine in made:
-        engine.close()
 
 
 def hold(engine: Engine, point: str, barrier: threading.Barrier) -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -80,20 +80,6 @@ DATA = {
     "matrix": [[1, 2], [], [{"deep": [None, True, 0.25]}]],
     "empty": {},
 }
-
-
-@pytest.fixture
-def fresh() -> Iterator[Callable[[str], Engine]]:
-    """A new Engine on a database; its script processes are stopped after the test."""
-    made: list[Engine] = []
-
-    def make(url: str) -> Engine:
-        made.append(Engine(url))
-        return made[-1]
-
-    yield make
-    for engine in made:
-        engine.close()
 
 
 def prepared(url: str, fresh: Callable[[str], Engine]) -> tuple[InstanceInfo, TaskInfo]:
