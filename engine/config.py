@@ -15,4 +15,5 @@ class Settings:
     database_url: str = field(default_factory=lambda: _env("BATON_DATABASE_URL", "sqlite:///baton.db"))
     max_diagram_bytes: int = field(default_factory=lambda: int(_env("BATON_MAX_DIAGRAM_BYTES", str(5 * 2**20))))
     script_timeout: float = field(default_factory=lambda: float(_env("BATON_SCRIPT_TIMEOUT", "1")))
+    base_currency: str = field(default_factory=lambda: _env("BATON_BASE_CURRENCY", "USD").upper())
     script_memory_mb: int = field(default_factory=lambda: int(_env("BATON_SCRIPT_MEMORY", "256")))

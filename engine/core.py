@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from . import forms, parsing, runtime, store
 from .clock import clock
 from .config import Settings
+from .directory import Directory, SqlDirectory
+from .directory import functions as directory_functions
 from .errors import (
     Conflict,
     DefinitionNotFound,
@@ -54,12 +56,6 @@ RESERVED = ("starter",)
 CACHED_WORKFLOWS = 256
 
 
-class Directory(Protocol):
-    """Where the engine learns which groups a user is in; the org-directory issue supplies the real one."""
-
-    def groups_of(self, user: str) -> Iterable[str]: ...
-
-
 class Loaded:
     """An instance row's facts and its workflow, between reading and writing."""
 
@@ -80,9 +76,10 @@ class Engine:
         self.database_url = database_url or self.settings.database_url
         self.db = store.Store(store.connect(self.database_url))
         self.connectors = dict(connectors or {})
-        self.directory = directory
+        self.directory: Directory = directory or SqlDirectory(self.db.engine)
         self._local = threading.local()  # the step a script's notify() belongs to, per thread
-        builtin = {"notify": self._notify, "now": clock.now}
+        builtin = {"notify": self._notify, "now": clock.now,
+                   **directory_functions(self.directory, base_currency=self.settings.base_currency, now=clock.now)}
         self.sandbox = Sandbox({**builtin, **(functions or {})}, timeout=self.settings.script_timeout,
                                memory=self.settings.script_memory_mb * 2**20)
         self.script_engine = PythonScriptEngine(environment=runtime.Environment(self.sandbox, RESERVED))
@@ -467,7 +464,7 @@ class Engine:
     # Who may do what
 
     def _groups(self, user: str) -> set[str]:
-        return set(self.directory.groups_of(user)) if self.directory is not None else set()
+        return set(self.directory.groups_of(user))
 
     def _check_may_act(self, task_id: UUID, assignee: str | None, users: str, groups: str, user: str | None) -> None:
         if user is None or assignee == user:

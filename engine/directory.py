@@ -1,19 +1,16 @@
 """The org directory: people, groups and exchange rates, the functions diagrams call on them, and its files.
 
-An import replaces what the file holds, in one transaction, or refuses the file with every problem in it:
-
-* JSON: ``{"people": [{"username": "maria", "name": "Maria Lopez", "email": "maria@example.com", "manager": "dmitri",
-  "limit": "5000", "currency": "EUR", "delegate": "sam", "away_from": "2024-08-01", "away_until": "2024-08-15",
-  "groups": ["purchasing"]}, ...], "rates": {"EUR": "1.08"}}``. Only username and name are required; a missing or
-  null limit is unlimited; a missing currency is the base currency. Without "rates" the stored rates stay; without
-  "people" the stored people stay.
-* CSV, people: the header ``username,name,email,manager,limit,currency,delegate,away_from,away_until,groups`` (any
-  order; only username and name required), groups separated by ``;``, an empty cell meaning none (an empty limit:
-  unlimited). CSV, rates: the header ``currency,rate``; such a file replaces the rates only, so import it first.
-* A rate is how many base-currency units one unit is worth (EUR 1.08 with base USD: 1 EUR = 1.08 USD). The base
-  currency, ``BATON_BASE_CURRENCY`` (default USD), is worth 1 and need not be listed.
-* Dates are ISO 8601, a date or a datetime, naive meaning UTC. A date alone covers the whole day: away_until
-  2024-08-15 lasts until the end of that day.
+Files (details and examples in docs/directory.md). An import replaces what the file holds, in one transaction, or
+refuses the file with every problem in it, each naming its row:
+* JSON ``{"people": [{"username", "name", "email", "manager", "limit", "currency", "delegate", "away_from",
+  "away_until", "groups": [...]}, ...], "rates": {"EUR": "1.08", ...}}``. A null limit is unlimited. Without
+  "rates" the stored rates stay; without "people" the stored people stay.
+* CSV with the header ``username,name,email,manager,limit,currency,delegate,away_from,away_until,groups``: groups
+  separated by ``;``, an empty cell meaning none (an empty limit: unlimited). A CSV with the header ``currency,rate``
+  replaces the rates only.
+* Only username and name are required; currency defaults to the base currency (BATON_BASE_CURRENCY, USD), which is
+  worth 1 and needs no rate. A rate is what one unit is worth in the base currency. Dates are ISO 8601, naive ones
+  UTC; a date alone covers the whole day.
 """
 
 from __future__ import annotations
@@ -22,9 +19,8 @@ import csv
 import io
 import json
 import logging
-import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -36,18 +32,14 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, delete, insert, select
 
 from . import models, store
+from .config import Settings
 from .errors import FieldError, InvalidData
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("username", "name", "email", "manager", "limit", "currency", "delegate", "away_from", "away_until", "groups")
 RATE_FIELDS = ("currency", "rate")
-UNLIMITED = Decimal("Infinity")
 PERSON, MEMBERSHIP, RATE = models.Person.__table__, models.Membership.__table__, models.Rate.__table__
-
-
-def base_currency() -> str:
-    return os.environ.get("BATON_BASE_CURRENCY", "USD").strip().upper()
 
 
 @dataclass(frozen=True)
@@ -130,7 +122,7 @@ def functions(directory: Directory, *, base_currency: str, now: Callable[[], dat
         return Decimal(str(amount)) * rate
 
     def limit_of(person: Person) -> Decimal:
-        return UNLIMITED if person.limit is None else to_base(person.limit, person.currency)
+        return Decimal("Infinity") if person.limit is None else to_base(person.limit, person.currency)
 
     def away(person: Person | None) -> bool:
         if person is None or (person.away_from is None and person.away_until is None):
@@ -162,12 +154,13 @@ def functions(directory: Directory, *, base_currency: str, now: Callable[[], dat
             user = person.manager  # nobody approves their own request: the manager decides instead
         return None
 
-    return {"manager_of": manager_of, "signature_limit": signature_limit, "members_of": directory.members_of,
+    return {"manager_of": manager_of, "signature_limit": signature_limit,
+            "members_of": lambda group: directory.members_of(group),
             "to_base": to_base, "is_away": lambda user: away(directory.person(user)),
             "acting_approver": acting_approver}
 
 
-# Import: read every row, check the file as a whole, then replace the tables in one transaction.
+# Import: parse every row, check the rows together, then replace the tables in one transaction.
 
 @dataclass
 class _Row:
@@ -176,147 +169,130 @@ class _Row:
     problems: list[str] = field(default_factory=list)
 
 
-def import_file(engine: sa.Engine, path: Path, *, base: str | None = None) -> dict[str, int]:
+def import_file(engine: sa.Engine, path: Path, *, base_currency: str | None = None) -> dict[str, int]:
     """Replace the directory with the file's people (with their groups) and rates, all or nothing."""
-    path, base = Path(path), (base or base_currency()).upper()
-    people, rate_rows = _read(path, base)
-    rates = None if rate_rows is None else {
-        r.values["currency"]: r.values["rate"] for r in rate_rows if not r.problems and r.values["currency"] != base}
-    with store.Store(engine).writing() as conn:
-        known = {base, *(rates if rates is not None else conn.execute(select(RATE.c.currency)).scalars())}
-        if people is not None:
-            _check(people, known, base)
-        problems = [f"{r.where}: {p}" for r in [*(people or []), *(rate_rows or [])] for p in r.problems]
-        if people is None:  # the new rates must still cover the currencies of the people already stored
-            users = conn.execute(select(PERSON.c.currency, PERSON.c.username).order_by(PERSON.c.currency))
-            for code, rows in groupby(users, key=lambda row: row.currency):
-                if code not in known:
-                    problems.append(f"{path.name}: no rate for {code}, which {', '.join(r.username for r in rows)} use")
-        if problems:
+    path = Path(path)
+    base = (base_currency or Settings().base_currency).upper()
+    raw_people, raw_rates = (_read_json if _suffix(path) == ".json" else _read_csv)(path.name, _text_of(path))
+    people = None if raw_people is None else [_person(where, raw, base) for where, raw in raw_people]
+    rates = None if raw_rates is None else [_rate(where, raw, base) for where, raw in raw_rates]
+    with store.Store(engine).writing() as conn:  # checked and replaced in one transaction: nothing changes between
+        if problems := _problems(conn, path.name, people, rates, base):
             raise InvalidData([FieldError(p.split(": ", 1)[0], p) for p in problems])
-        counts = {"people": 0, "groups": 0, "memberships": 0, "rates": 0}
-        if people is not None:
-            conn.execute(delete(MEMBERSHIP))
-            conn.execute(delete(PERSON))
-            memberships = [{"group_name": g, "username": r.values["username"]}
-                           for r in people for g in r.values["groups"]]
-            if people:
-                conn.execute(insert(PERSON), [_person_row(r.values) for r in people])
-            if memberships:
-                conn.execute(insert(MEMBERSHIP), memberships)
-            counts.update(people=len(people), groups=len({m["group_name"] for m in memberships}),
-                          memberships=len(memberships))
-        if rates is not None:
-            conn.execute(delete(RATE))
-            if rates:
-                conn.execute(insert(RATE), [{"currency": c, "rate": str(r)} for c, r in rates.items()])
-            counts["rates"] = len(rates)
+        counts = _replace(conn, people, rates, base)
     log.info("directory imported from %s: %s", path, counts)
     return counts
 
 
-def _person_row(values: dict[str, Any]) -> dict[str, Any]:
-    limit = values["limit"]
-    return {**{k: values[k] for k in FIELDS if k not in ("limit", "groups")},
-            "signature_limit": None if limit is None else str(limit)}
+def _problems(conn: sa.Connection, name: str, people: list[_Row] | None, rates: list[_Row] | None, base: str
+              ) -> list[str]:
+    """Every problem of the file, in file order: of each row alone, and of the rows together."""
+    stored = conn.execute(select(RATE.c.currency)).scalars() if rates is None else ()
+    known = {base, *stored, *(r.values["currency"] for r in rates or ())}
+    if people is not None:
+        _check(people, known, base)
+    problems = [f"{r.where}: {p}" for r in [*(people or ()), *(rates or ())] for p in r.problems]
+    if people is None:  # new rates must still cover the currencies of the people already stored
+        used = select(PERSON.c.currency, PERSON.c.username).order_by(PERSON.c.currency, PERSON.c.username)
+        for code, rows in groupby(conn.execute(used), key=lambda row: row.currency):
+            if code not in known:
+                problems.append(f"{name}: no rate for {code}, which {', '.join(r.username for r in rows)} use")
+    return problems
 
 
-def _read(path: Path, base: str) -> tuple[list[_Row] | None, list[_Row] | None]:
-    """The file's people rows and rate rows (None: not in the file), each with the problems found in it alone."""
-    if path.suffix.lower() not in (".json", ".csv"):
-        raise InvalidData(f"{path.name}: a directory file is .json or .csv")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidData(f"cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidData(f"{path.name}: not UTF-8 text") from exc
-    return (_read_json if path.suffix.lower() == ".json" else _read_csv)(path.name, text, base)
+def _replace(conn: sa.Connection, people: list[_Row] | None, rates: list[_Row] | None, base: str) -> dict[str, int]:
+    counts = {"people": 0, "groups": 0, "memberships": 0, "rates": 0}
+    if people is not None:
+        members = [{"group_name": g, "username": r.values["username"]} for r in people for g in r.values["groups"]]
+        conn.execute(delete(MEMBERSHIP))
+        conn.execute(delete(PERSON))
+        for table, rows in ((PERSON, [_stored(r.values) for r in people]), (MEMBERSHIP, members)):
+            if rows:
+                conn.execute(insert(table), rows)
+        counts.update(people=len(people), groups=len({m["group_name"] for m in members}), memberships=len(members))
+    if rates is not None:
+        rows = [{"currency": r.values["currency"], "rate": str(r.values["rate"])}
+                for r in rates if r.values["currency"] != base]  # the base currency's rate is 1, never stored
+        conn.execute(delete(RATE))
+        if rows:
+            conn.execute(insert(RATE), rows)
+        counts["rates"] = len(rows)
+    return counts
 
 
-def _read_json(name: str, text: str, base: str) -> tuple[list[_Row] | None, list[_Row] | None]:
+Raw = list[tuple[str, Any]]  # (where, the row as read) of people or of rates; None: the file has none
+
+
+def _read_json(name: str, text: str) -> tuple[Raw | None, Raw | None]:
     try:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise InvalidData(f"{name} line {exc.lineno}: invalid JSON: {exc.msg}") from exc
-    if (not isinstance(data, dict) or not data.keys() & {"people", "rates"} or set(data) - {"people", "rates"}
+    if (not isinstance(data, dict) or not data or set(data) - {"people", "rates"}
             or not isinstance(data.get("people", []), list) or not isinstance(data.get("rates", {}), dict)):
         raise InvalidData(f'{name}: expected {{"people": [{{"username": ..., "name": ...}}, ...], "rates": {{...}}}}')
-    people = None
-    if "people" in data:
-        people = []
-        for i, raw in enumerate(data["people"]):
-            username = raw.get("username") if isinstance(raw, dict) else None
-            row = _Row(f"{name} people[{i}]" + (f" ({username})" if isinstance(username, str) else ""))
-            if isinstance(raw, dict):
-                row.values = _person(raw, base, row.problems)
-            else:
-                row.values, row.problems = _person({}, base, []), ["expected an object with a username and a name"]
-            people.append(row)
-    rates = None
-    if "rates" in data:
-        rates = [_rate(f"{name} rates[{code}]", {"currency": code, "rate": value}, base)
-                 for code, value in data["rates"].items()]
+    people = None if "people" not in data else [
+        (f"{name} people[{i}]" + (f" ({raw['username']})" if isinstance(raw, dict) and raw.get("username") else ""),
+         raw) for i, raw in enumerate(data["people"])]
+    rates = None if "rates" not in data else [
+        (f"{name} rates[{code}]", {"currency": code, "rate": rate}) for code, rate in data["rates"].items()]
     return people, rates
 
 
-def _read_csv(name: str, text: str, base: str) -> tuple[list[_Row] | None, list[_Row] | None]:
+def _read_csv(name: str, text: str) -> tuple[Raw | None, Raw | None]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in next(reader, [])]
-    if sorted(header) == sorted(RATE_FIELDS):
-        kind = "rates"
-    elif "username" in header and set(header) <= set(FIELDS) and len(set(header)) == len(header):
-        kind = "people"
-    else:
+    is_rates = sorted(header) == sorted(RATE_FIELDS)
+    if not is_rates and ("username" not in header or set(header) - set(FIELDS) or len(set(header)) < len(header)):
         raise InvalidData(f"{name} line 1: expected the header {','.join(FIELDS)} (people) "
                           f"or {','.join(RATE_FIELDS)} (rates)")
     rows = []
     for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        where, raw = f"{name} line {reader.line_num}", dict(zip(header, cells, strict=False))
-        row = _rate(where, raw, base) if kind == "rates" else _Row(where)
-        if kind == "people":
-            row.values = _person(raw, base, row.problems)
-        if len(cells) > len(header):
-            row.problems.append(f"{len(cells)} cells, but the header has {len(header)}")
-        rows.append(row)
-    return (None, rows) if kind == "rates" else (rows, None)
+        if any(c.strip() for c in cells):
+            raw = dict(zip(header, cells, strict=False))
+            if len(cells) > len(header):
+                raw[""] = cells[len(header):]  # a field no row may have: reported as extra cells
+            rows.append((f"{name} line {reader.line_num}", raw))
+    return (None, rows) if is_rates else (rows, None)
 
 
-def _person(raw: dict[str, Any], base: str, problems: list[str]) -> dict[str, Any]:
-    """One person's values, parsed; what is wrong with them goes to `problems`."""
-    if unknown := sorted(set(raw) - set(FIELDS)):
+def _person(where: str, raw: Any, base: str) -> _Row:
+    """One person's values as parsed, and what is wrong with them alone."""
+    row = _Row(where)
+    problems = row.problems
+    if not isinstance(raw, dict):
+        problems.append("expected an object with a username and a name")
+        raw = {}
+    if "" in raw:
+        problems.append("more cells than the header has")
+    if unknown := sorted(set(raw) - {"", *FIELDS}):
         problems.append(f"unknown field {', '.join(unknown)}")
-    values = {key: _text(raw, key, problems) for key in ("username", "name", "email", "manager", "delegate")}
+    values = row.values = {key: _text(raw, key, problems) for key in ("username", "name", "email", "manager",
+                                                                      "delegate")}
     problems += [f"missing {key}" for key in ("username", "name") if not values[key]]
     values["limit"] = limit = _number(raw, "limit", problems)
     if limit is not None and limit < 0:
         problems.append(f"negative limit {limit}")
-    values["currency"] = (_text(raw, "currency", problems) or base).upper()
-    if not re.fullmatch("[A-Z]{3}", values["currency"]):
-        problems.append(f"currency {values['currency']!r} is not a three-letter code")
+    values["currency"] = _currency(raw, problems) or base
     values.update({key: _moment(raw, key, problems) for key in ("away_from", "away_until")})
     if values["away_from"] and values["away_until"] and values["away_until"] < values["away_from"]:
         problems.append(f"away_until {raw['away_until']} is before away_from {raw['away_from']}")
     groups = raw.get("groups") or []
-    if isinstance(groups, str):
-        groups = groups.split(";")
-    if not isinstance(groups, list) or not all(isinstance(g, str) and len(g) <= 255 for g in groups):
-        problems.append("groups must be a list of names")
+    groups = groups.split(";") if isinstance(groups, str) else groups
+    if not isinstance(groups, list) or not all(isinstance(g, str) and len(g) <= 255 and ";" not in g for g in groups):
+        problems.append("groups must be a list of names without ';'")
         groups = []
     values["groups"] = tuple(sorted({g.strip() for g in groups if g.strip()}))
-    return values
+    return row
 
 
 def _rate(where: str, raw: dict[str, Any], base: str) -> _Row:
     row = _Row(where)
-    code = (_text(raw, "currency", row.problems) or "").upper()
-    rate = _number(raw, "rate", row.problems)
-    if not re.fullmatch("[A-Z]{3}", code):
-        row.problems.append(f"currency {code!r} is not a three-letter code")
+    code, rate = _currency(raw, row.problems) or "", _number(raw, "rate", row.problems)
+    if "" in raw:
+        row.problems.append("more cells than the header has")
     if rate is None or rate <= 0:
-        row.problems.append(f"the rate of {code} must be a positive number")
+        row.problems.append(f"the rate of {code or 'a currency'} must be a positive number")
     elif code == base and rate != 1:
         row.problems.append(f"{code} is the base currency: its rate is 1")
     row.values = {"currency": code, "rate": rate}
@@ -324,7 +300,7 @@ def _rate(where: str, raw: dict[str, Any], base: str) -> _Row:
 
 
 def _check(people: list[_Row], known: set[str], base: str) -> None:
-    """What is wrong with the rows together: duplicates, unknown references, manager cycles."""
+    """Add what is wrong with the rows together: duplicates, unknown references, manager cycles."""
     first: dict[str, _Row] = {}
     for row in people:
         username = row.values["username"]
@@ -341,7 +317,7 @@ def _check(people: list[_Row], known: set[str], base: str) -> None:
         elif v["delegate"] and v["delegate"] not in first:
             row.problems.append(f"unknown delegate {v['delegate']!r}")
         if v["currency"] not in known:
-            row.problems.append(f"unknown currency {v['currency']} (not the base currency {base}, and no rate)")
+            row.problems.append(f"unknown currency {v['currency']}: no rate, and the base currency is {base}")
     done: set[str] = set()
     for start in first:
         chain, at = [], start
@@ -361,7 +337,14 @@ def _text(raw: dict[str, Any], key: str, problems: list[str]) -> str | None:
         return None
     if value and len(value.strip()) > 255:
         problems.append(f"{key} is longer than 255 characters")
-    return value.strip() or None if value else None
+    return (value or "").strip() or None
+
+
+def _currency(raw: dict[str, Any], problems: list[str]) -> str | None:
+    code = (_text(raw, "currency", problems) or "").upper()
+    if code and not re.fullmatch("[A-Z]{3}", code):
+        problems.append(f"currency {code!r} is not a three-letter code")
+    return code or None
 
 
 def _number(raw: dict[str, Any], key: str, problems: list[str]) -> Decimal | None:
@@ -369,12 +352,10 @@ def _number(raw: dict[str, Any], key: str, problems: list[str]) -> Decimal | Non
     if value is None or value == "":
         return None
     try:
-        if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-            raise InvalidOperation
         number = Decimal(value.strip() if isinstance(value, str) else value)
-        if not number.is_finite():
-            raise InvalidOperation
-    except InvalidOperation:
+    except (InvalidOperation, TypeError, ValueError):
+        number = Decimal("NaN")
+    if isinstance(value, bool) or not number.is_finite():
         problems.append(f"{key} {value!r} is not a number")
         return None
     return number
@@ -396,35 +377,50 @@ def _moment(raw: dict[str, Any], key: str, problems: list[str]) -> datetime | No
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: values[k] for k in FIELDS if k not in ("limit", "groups")},
+            "signature_limit": None if values["limit"] is None else str(values["limit"])}
+
+
+def _suffix(path: Path) -> str:
+    if path.suffix.lower() not in (".json", ".csv"):
+        raise InvalidData(f"{path.name}: a directory file is .json or .csv")
+    return path.suffix.lower()
+
+
+def _text_of(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidData(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidData(f"{path.name}: not UTF-8 text") from exc
+
+
 # Export: the same formats; a date alone where the moment is the start or end of a UTC day, as imports read it.
 
 def export_file(engine: sa.Engine, path: Path) -> list[Path]:
     """Write the directory to a .json file, or to a .csv file of people and a FILE-rates.csv beside it; the files."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".csv"):
-        raise InvalidData(f"{path.name}: a directory file is .json or .csv")
+    suffix = _suffix(path)
     with engine.connect() as conn:
         people = _read_people(conn, _everyone)
         rates = {r.currency: r.rate for r in conn.execute(select(RATE).order_by(RATE.c.currency))}
-    records = [_record(p) for p in people]
+    records = [{"username": p.username, "name": p.name, "email": p.email, "manager": p.manager,
+                "limit": None if p.limit is None else str(p.limit), "currency": p.currency, "delegate": p.delegate,
+                "away_from": _iso(p.away_from, time.min), "away_until": _iso(p.away_until, time.max),
+                "groups": list(p.groups)} for p in people]
     if suffix == ".json":
-        path.write_text(json.dumps({"people": records, "rates": rates}, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        text = json.dumps({"people": records, "rates": rates}, indent=2, ensure_ascii=False)
+        path.write_text(text + "\n", encoding="utf-8")
         return [path]
-    _write_csv(path, FIELDS, ([*r.values()][:-1] + [";".join(r["groups"])] for r in records))
-    if not rates:
-        return [path]
-    rates_path = path.with_name(f"{path.stem}-rates{path.suffix}")
-    _write_csv(rates_path, RATE_FIELDS, rates.items())
-    return [path, rates_path]
-
-
-def _record(p: Person) -> dict[str, Any]:
-    return {"username": p.username, "name": p.name, "email": p.email, "manager": p.manager,
-            "limit": None if p.limit is None else str(p.limit), "currency": p.currency, "delegate": p.delegate,
-            "away_from": _iso(p.away_from, time.min), "away_until": _iso(p.away_until, time.max),
-            "groups": list(p.groups)}
+    files = {path: (FIELDS, [[*r.values()][:-1] + [";".join(r["groups"])] for r in records])}
+    if rates:
+        files[path.with_name(f"{path.stem}-rates{path.suffix}")] = (RATE_FIELDS, list(rates.items()))
+    for file, (header, rows) in files.items():
+        with file.open("w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows([header, *(["" if v is None else v for v in row] for row in rows)])
+    return list(files)
 
 
 def _iso(moment: datetime | None, day_edge: time) -> str | None:
@@ -432,10 +428,3 @@ def _iso(moment: datetime | None, day_edge: time) -> str | None:
         return None
     moment = moment.astimezone(UTC)
     return moment.date().isoformat() if moment.timetz() == day_edge.replace(tzinfo=UTC) else moment.isoformat()
-
-
-def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(["" if v is None else v for v in row] for row in rows)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from bpmn_builder import process
 
 from baton.engine import Engine
 from baton.engine.clock import clock
+from bpmn_builder import process
 
 REMINDED = process(
     '<bpmn:startEvent id="start"/>',

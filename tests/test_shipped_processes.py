@@ -381,8 +381,13 @@ def test_org_imports_into_the_directory(sqlite_url):
     from baton.engine import store
 
     Engine(sqlite_url).close()  # creates the schema
-    counts = directory.import_file(store.connect(sqlite_url), ORG, base=BASE)
+    db = store.connect(sqlite_url)
+    counts = directory.import_file(db, ORG)
     assert counts["people"] == len(people()) and counts["rates"] == len(org()["rates"])
+    if hasattr(directory, "SqlDirectory"):
+        found = directory.SqlDirectory(db)
+        assert found.person("diego").delegate == "nora" and found.person("olivia").limit is None
+        assert "finance" in found.groups_of("paula") and found.members_of("analysts") == ["alice"]
 
 
 def test_demo_requests_fit_the_purchase_request_form():
