@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import directory, store
+from . import orgfile, store
 from .core import Engine
 from .errors import Conflict, EngineError, Forbidden, InvalidData, InvalidDiagram, InvalidState, NotFound
 from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, LintReport, TaskInfo
@@ -168,8 +168,8 @@ def directory_command(engine: Engine, args: argparse.Namespace) -> dict[str, int
     db = store.connect(engine.database_url)
     try:
         if args.action == "import":
-            return directory.import_file(db, args.file)
-        return directory.export_file(db, args.file)
+            return orgfile.import_file(db, args.file)
+        return orgfile.export_file(db, args.file)
     except InvalidData as exc:  # one problem a line, each naming its row
         raise InvalidData("\n".join(e.message for e in exc.errors)) from exc
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from baton.engine import store
-from baton.engine.directory import SqlDirectory, export_file, functions, import_file
+from baton.engine.directory import SqlDirectory, functions
 from baton.engine.errors import InvalidData
+from baton.engine.orgfile import export_file, import_file
 from baton.engine.scripting import Sandbox
 
 DATA = Path(__file__).parent / "data"

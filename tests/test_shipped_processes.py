@@ -375,19 +375,16 @@ def test_a_director_has_a_director_as_delegate():
 
 
 def test_org_imports_into_the_directory(sqlite_url):
-    directory = pytest.importorskip("baton.engine.directory")
-    if not hasattr(directory, "import_file"):
-        pytest.skip("the directory module has no import yet")
     from baton.engine import store
+    from baton.engine.directory import SqlDirectory
+    from baton.engine.orgfile import import_file
 
-    Engine(sqlite_url).close()  # creates the schema
     db = store.connect(sqlite_url)
-    counts = directory.import_file(db, ORG)
+    counts = import_file(db, ORG)
     assert counts["people"] == len(people()) and counts["rates"] == len(org()["rates"])
-    if hasattr(directory, "SqlDirectory"):
-        found = directory.SqlDirectory(db)
-        assert found.person("diego").delegate == "nora" and found.person("olivia").limit is None
-        assert "finance" in found.groups_of("paula") and found.members_of("analysts") == ["alice"]
+    found = SqlDirectory(db)
+    assert found.person("diego").delegate == "nora" and found.person("olivia").limit is None
+    assert "finance" in found.groups_of("paula") and found.members_of("analysts") == ["alice"]
 
 
 def test_demo_requests_fit_the_purchase_request_form():
