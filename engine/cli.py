@@ -178,6 +178,8 @@ def directory_command(engine: Engine, args: argparse.Namespace) -> dict[str, int
 class Demo:
     deployed: list[DefinitionInfo]
     next_steps: list[str]
+    people: int = 0
+    started: list[str] = dataclasses.field(default_factory=list)
 
 
 def demo(engine: Engine, args: argparse.Namespace) -> Demo:
@@ -188,10 +190,21 @@ def demo(engine: Engine, args: argparse.Namespace) -> Demo:
     if not files:
         raise InvalidData(f"no .bpmn or .dmn files under {folder}")
     deployed = engine.deploy(*files, user="demo")
+    org, requests = folder / "demo" / "org.json", folder / "demo" / "requests.json"
+    people = orgfile.import_file(engine.db.engine, org)["people"] if org.is_file() else 0
+    started = []
+    if requests.is_file() and not engine.instances(process_id="purchase_approval", limit=1):
+        for request in json.loads(requests.read_text(encoding="utf-8"), parse_float=Decimal):
+            requester = request.pop("requester")
+            instance = engine.start("purchase_approval", request, user=requester)
+            started.append(f"{requester}: {request.get('item')} ({instance.status})")
     baton = f"baton --database {shlex.quote(args.database)}" if args.database else "baton"
-    first = deployed[0].process_id if deployed else "PROCESS"
-    return Demo(deployed, [f"{baton} start {first}", f"{baton} tasks",
-                           f"{baton} complete TASK --user USER --data JSON"])
+    process = "purchase_approval" if any(d.process_id == "purchase_approval" for d in deployed) else (
+        deployed[0].process_id if deployed else "PROCESS")
+    return Demo(deployed, [f"{baton} start {process} --user sam --data '{{\"item\": \"Desk\", \"amount\": 800}}'",
+                           f"{baton} tasks --user dana",
+                           f"{baton} complete TASK --user dana --data '{{\"decision\": \"approve\"}}'"],
+                people, started)
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -283,8 +296,12 @@ def show_lint(report: LintReport) -> str:
 
 
 def show_demo(result: Demo) -> str:
-    return "\n".join([show_definitions(result.deployed), "", "Start one, then work its tasks:",
-                      *(f"  {line}" for line in result.next_steps)])
+    lines = [show_definitions(result.deployed), ""]
+    if result.people:
+        lines.append(f"Demo org: {result.people} people imported (processes/demo/org.json)")
+    if result.started:
+        lines += ["Requests in flight:", *(f"  {line}" for line in result.started)]
+    return "\n".join([*lines, "", "Start one, then work its tasks:", *(f"  {line}" for line in result.next_steps)])
 
 
 def show_directory(result: dict[str, int] | list[Path]) -> str:
