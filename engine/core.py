@@ -197,6 +197,13 @@ class Engine:
         log.info("instance %s of %s started by %s", row["id"], process_id, user or "host")
         return info
 
+    def start_form(self, process_id: str) -> tuple[FormField, ...]:
+        """The fields of the newest version's start form (empty when the process declares none)."""
+        with self.db.read() as session:
+            definition = _definition(session, process_id, None)
+            spec, _ = self._spec(session.connection(), definition.id)
+        return tuple(_field(f) for f in start_form(spec))
+
     def instance(self, instance_id: UUID | str) -> InstanceInfo:
         with self.db.read() as session:
             row = session.get(Instance, _uuid(instance_id))
@@ -226,6 +233,14 @@ class Engine:
         if data:
             found = [i for i in found if all(i.data.get(k) == v for k, v in data.items())][offset:offset + limit]
         return found
+
+    def activity(self, instance_id: UUID | str) -> dict[str, int]:
+        """How often each element completed, from the history (never from the pruned task tree)."""
+        with self.db.reading() as conn:
+            rows = conn.execute(select(Event.element_id, func.count()).where(
+                Event.instance_id == _uuid(instance_id), Event.kind == "completed",
+                Event.element_id.is_not(None)).group_by(Event.element_id))
+            return {element_id: count for element_id, count in rows}
 
     def history(self, instance_id: UUID | str) -> list[EventInfo]:
         with self.db.read() as session:
@@ -278,6 +293,17 @@ class Engine:
             step.record("unclaimed", task, user=user)
 
         self._on_task(task_id, user, act)
+        return self.task(task_id)
+
+    def reassign(self, task_id: UUID | str, assignee: str | None, *, user: str | None = None) -> TaskInfo:
+        """Give a task to someone else (an administrator's act, e.g. when someone leaves); None unassigns it."""
+
+        def act(loaded: Loaded, row: Any, step: runtime.Step) -> None:
+            task = runtime.open_task(loaded.workflow, row.task_id)
+            task.internal_data["baton"] = {**runtime.assignment(task), "assignee": assignee}
+            step.record("reassigned", task, user=user, data={"from": row.task_assignee, "to": assignee})
+
+        self._on_task(task_id, None, act)
         return self.task(task_id)
 
     def complete_task(self, task_id: UUID | str, data: Mapping[str, Any] | None = None, *,
@@ -519,11 +545,14 @@ def _definition_info(row: Definition) -> DefinitionInfo:
                           row.deployed_by, row.deployed_at)
 
 
+def _field(f: dict[str, Any]) -> FormField:
+    return FormField(f["id"], f["label"], f["type"], f.get("default"), f.get("required", False),
+                     f.get("readonly", False), f.get("constraints", {}),
+                     tuple((v["id"], v["name"]) for v in f.get("values", [])))
+
+
 def _task_info(row: HumanTask) -> TaskInfo:
-    form = tuple(FormField(f["id"], f["label"], f["type"], f.get("default"), f.get("required", False),
-                           f.get("readonly", False), f.get("constraints", {}),
-                           tuple((v["id"], v["name"]) for v in f.get("values", [])))
-                 for f in json.loads(row.form))
+    form = tuple(_field(f) for f in json.loads(row.form))
     return TaskInfo(row.id, row.name or row.element_id, row.element_id, row.instance_id, row.process_id, row.lane,
                     row.assignee, tuple(filter(None, row.candidate_users.split(","))),
                     tuple(filter(None, row.candidate_groups.split(","))), form, row.created_at, row.due_at)

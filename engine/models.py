@@ -215,3 +215,12 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Account(Base):
+    """How a person signs in to the web app, and what they may do there."""
+
+    __tablename__ = "account"
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[str] = mapped_column(String(255), default="")  # comma-separated: analyst, admin

@@ -301,3 +301,31 @@ def test_a_bad_database_url_is_an_engine_error():
 
     with pytest.raises(EngineError):
         Engine("nosuchdb://x")
+
+
+def test_start_form_activity_and_reassign(engine, database_url):
+    engine.deploy(APPROVAL)
+    assert engine.start_form("approval") == ()
+    instance = engine.start("approval", {"approver": "ann"})
+    task = engine.tasks()[0]
+    assert engine.reassign(task.id, "bob", user="admin").assignee == "bob"
+    with pytest.raises(Forbidden):
+        fresh(database_url).complete_task(task.id, {"decision": "approve"}, user="ann")
+    fresh(database_url).complete_task(task.id, {"decision": "approve"}, user="bob")
+    assert engine.activity(instance.id) == {"start": 1, "approve": 1, "end": 1}
+    assert [e.data for e in engine.history(instance.id) if e.kind == "reassigned"] == [{"from": "ann", "to": "bob"}]
+
+
+def test_accounts_hash_passwords_and_keep_roles(sqlite_url):
+    from baton.engine import accounts, store
+
+    db = store.connect(sqlite_url)
+    accounts.set_password(db, "alice", "correct horse", ("analyst",))
+    assert accounts.authenticate(db, "alice", "wrong horse!") is None
+    assert accounts.authenticate(db, "nobody", "correct horse") is None
+    signed = accounts.authenticate(db, "alice", "correct horse")
+    assert signed.roles == {"analyst"}
+    accounts.set_password(db, "alice", "battery staple")
+    assert accounts.authenticate(db, "alice", "battery staple").roles == {"analyst"}
+    with pytest.raises(InvalidData):
+        accounts.set_password(db, "bob", "short")
