@@ -564,6 +564,7 @@ def _waiting_clause(kind: str) -> Any:
               "job": exists().where(Job.instance_id == Instance.id, Job.kind == "service"),
               "message": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "message"),
               "signal": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "signal")}
+    kind = kind.removesuffix("s") if kind.removesuffix("s") in tables else kind  # "tasks" reads as well as "task"
     if kind not in tables:
         raise InvalidData(f"waiting_on must be one of {', '.join(tables)}")
     return tables[kind]

@@ -146,6 +146,7 @@ def dumps(value: Any) -> str:
 INSTANCE, HUMAN_TASK, CANDIDATE = Instance.__table__, HumanTask.__table__, Candidate.__table__
 JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Event.__table__, Incident.__table__
 OUTBOX = Outbox.__table__
+JOB_KINDS = {"timer": "timer", "job": "service"}  # what the instance waits on -> the job row's kind
 ROW = [c for c in INSTANCE.c if c.name != "state"]  # the state is read only when the workflow is not cached
 _by_id = select(*ROW).where(INSTANCE.c.id == bindparam("id"))
 _by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
@@ -222,7 +223,7 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
         conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
     if added:
         conn.execute(_insert[JOB], [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
-                                    "element_id": w["element_id"], "kind": w["kind"], "attempts": 0,
+                                    "element_id": w["element_id"], "kind": JOB_KINDS[w["kind"]], "attempts": 0,
                                     "due_at": datetime.fromisoformat(w["due"])} for w in added])
     for w in kept:
         if w["due"] != old[w["task_id"]]["due"]:

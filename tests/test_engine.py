@@ -247,6 +247,7 @@ def test_service_task_is_a_wait_state_with_a_job(engine):
     instance = engine.start("p")
     assert instance.status == "active"
     assert [(w.kind, w.element_id) for w in instance.waiting_on] == [("job", "call")]
+    assert [i.id for i in engine.instances(waiting_on="jobs")] == [instance.id]
     assert engine.tasks() == []
 
 
