@@ -155,3 +155,17 @@ def test_help_documents_the_exit_codes():
     assert shown.returncode == 0 and "3  not found" in shown.stdout
     assert "5  forbidden" in run("complete", "--help").stdout
     assert run().returncode == 2
+
+
+def test_the_purchase_approval_runs_to_completion_one_process_per_step(baton):
+    processes = Path(__file__).parent.parent / "processes"
+    assert baton("directory", "import", str(processes / "demo" / "org.json")).returncode == 0
+    assert baton("deploy", str(processes / "purchase_approval.bpmn")).returncode == 0
+    started = json.loads(baton("start", "purchase_approval", "--user", "sam", "--json",
+                               "--data", '{"item": "Desk", "amount": 800, "currency": "USD"}').stdout)
+    (task,) = json.loads(baton("tasks", "--user", "dana", "--json").stdout)
+    done = baton("complete", task["id"], "--user", "dana", "--data", '{"decision": "approve"}', "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(baton("show", started["id"], "--json").stdout)
+    assert (shown["status"], shown["data"]["decision"]) == ("complete", "approve")
+    assert [a["approver"] for a in shown["data"]["approvals"]] == ["dana"]
