@@ -179,7 +179,8 @@ class Engine:
             start_data = forms.accept(fields, data) | reserved
         else:
             start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED}
-            start_data |= forms.accept([f for f in fields if f["id"] in start_data], start_data) | reserved
+            given = [f for f in fields if f["id"] in start_data or f.get("default") is not None]
+            start_data |= forms.accept(given, start_data) | reserved  # typed, and the form's defaults filled in
         with self._stepping(runtime.Step()) as step:
             runtime.start(workflow, start_data, step, user=user)
         values, waiting = self._values(workflow, step, None, reserved)
