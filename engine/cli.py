@@ -17,19 +17,24 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import orgfile, store
+from . import accounts, orgfile, store
 from .core import Engine
 from .errors import Conflict, EngineError, Forbidden, InvalidData, InvalidDiagram, InvalidState, NotFound
 from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, LintReport, TaskInfo
 
 log = logging.getLogger(__name__)
+
+# The shipped processes: ./processes when run from a checkout, else the folder beside this package's source.
+PROCESSES = Path("processes") if Path("processes").is_dir() else Path(__file__).resolve().parent.parent / "processes"
 
 OK, FAILED, BAD_INPUT, NOT_FOUND, CONFLICT, FORBIDDEN = 0, 1, 2, 3, 4, 5
 CODES: tuple[tuple[type[EngineError], int], ...] = (
@@ -97,9 +102,26 @@ def parser() -> argparse.ArgumentParser:
                   "check diagrams without deploying them; exit 2 if any has errors")
     sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn or .dmn file, or a folder of them")
     sub = command("demo", demo, show_demo, "deploy the example processes and show how to start one")
-    sub.add_argument("--processes", metavar="DIR", type=Path, default=Path("processes"),
+    sub.add_argument("--processes", metavar="DIR", type=Path, default=PROCESSES,
                      help="the folder of example diagrams (default: ./processes)")
     command("definitions", lambda e, a: e.definitions(), show_definitions, "every deployed version of every process")
+    sub = command("serve", serve, lambda stopped: "baton: stopped",
+                  "run the web app and a job worker thread (werkzeug's server: for one machine, not the internet)")
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    sub.add_argument("--demo", action="store_true", help="set up the demo first (as `baton demo`), then serve")
+    sub.add_argument("--processes", metavar="DIR", type=Path, default=PROCESSES,
+                     help="the folder of example diagrams for --demo (default: ./processes)")
+    sub = command("accounts", accounts_command, show_account, "sign-in accounts for the web app")
+    actions = sub.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    one = actions.add_parser("set", parents=[common], help="create an account or change its password and roles",
+                             description="create an account or change its password and roles; without --password a "
+                                         "new one is generated and printed", epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    one.add_argument("username", metavar="USER")
+    one.add_argument("--roles", type=roles_list, help="comma-separated: analyst (deploys), admin (sees and acts on "
+                                                      "every instance); '' for none (default: keep, or none)")
+    one.add_argument("--password", help="the new password (default: a generated one, printed)")
 
     sub = command("start", lambda e, a: e.start(a.process_id, a.data, user=a.user, business_key=a.business_key),
                   show_instance, "start the newest version of a process")
@@ -175,11 +197,19 @@ def directory_command(engine: Engine, args: argparse.Namespace) -> dict[str, int
 
 
 @dataclasses.dataclass(frozen=True)
+class Account:
+    username: str
+    password: str | None  # None: the account existed and keeps its password
+    roles: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Demo:
     deployed: list[DefinitionInfo]
     next_steps: list[str]
     people: int = 0
     started: list[str] = dataclasses.field(default_factory=list)
+    accounts: list[Account] = dataclasses.field(default_factory=list)
 
 
 def demo(engine: Engine, args: argparse.Namespace) -> Demo:
@@ -192,6 +222,7 @@ def demo(engine: Engine, args: argparse.Namespace) -> Demo:
     deployed = engine.deploy(*files, user="demo")
     org, requests = folder / "demo" / "org.json", folder / "demo" / "requests.json"
     people = orgfile.import_file(engine.db.engine, org)["people"] if org.is_file() else 0
+    made = demo_accounts(engine, json.loads(org.read_text(encoding="utf-8")).get("people", [])) if people else []
     started = []
     if requests.is_file() and not engine.instances(process_id="purchase_approval", limit=1):
         for request in json.loads(requests.read_text(encoding="utf-8"), parse_float=Decimal):
@@ -204,7 +235,83 @@ def demo(engine: Engine, args: argparse.Namespace) -> Demo:
     return Demo(deployed, [f"{baton} start {process} --user sam --data '{{\"item\": \"Desk\", \"amount\": 800}}'",
                            f"{baton} tasks --user dana",
                            f"{baton} complete TASK --user dana --data '{{\"decision\": \"approve\"}}'"],
-                people, started)
+                people, started, made)
+
+
+DEMO_ROLES = {"analysts": "analyst", "admins": "admin"}
+
+
+def demo_accounts(engine: Engine, people: list[dict[str, Any]]) -> list[Account]:
+    """A sign-in account for each demo person, roles from their groups; $BATON_DEMO_PASSWORD for all, if set."""
+    shared = os.environ.get("BATON_DEMO_PASSWORD")
+    made = []
+    for person in people:
+        username = person["username"]
+        roles = tuple(DEMO_ROLES[g] for g in person.get("groups", []) if g in DEMO_ROLES)
+        if shared is None and accounts.account(engine.db.engine, username) is not None:
+            made.append(Account(username, None, roles))
+            continue
+        password = shared or accounts.new_password()
+        accounts.set_password(engine.db.engine, username, password, roles)
+        made.append(Account(username, password, roles))
+    return made
+
+
+def serve(engine: Engine, args: argparse.Namespace) -> None:
+    """The web app with a job worker thread, until interrupted."""
+    from werkzeug.serving import run_simple
+
+    from baton.web import create_app  # here, not at the top: the engine package never needs Flask
+
+    if args.demo:
+        print(show_demo(demo(engine, args)), flush=True)
+    app = create_app({"BATON_DATABASE_URL": engine.database_url})
+    stop = threading.Event()
+    worker = threading.Thread(target=work, args=(app.extensions["baton"], app.config["BATON_POLL_INTERVAL"], stop),
+                              name="baton-worker", daemon=True)
+    worker.start()
+    print(f"baton: serving http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, interrupt)  # a service manager's stop ends the worker as cleanly as Ctrl+C
+    try:
+        run_simple(args.host, args.port, app, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+        app.extensions["baton"].close()
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def work(engine: Engine, interval: float, stop: threading.Event) -> None:
+    """Run due jobs every `interval` seconds until `stop` is set; a failing round is logged, never fatal."""
+    while not stop.is_set():
+        try:
+            ran = engine.run_due_jobs()
+            if ran:
+                log.info("worker ran %d jobs", ran)
+        except Exception:  # the web app keeps serving; the next round tries again
+            log.exception("worker round failed")
+        stop.wait(interval)
+
+
+def accounts_command(engine: Engine, args: argparse.Namespace) -> Account:
+    password = args.password or accounts.new_password()
+    accounts.set_password(engine.db.engine, args.username, password, args.roles)
+    signed = accounts.account(engine.db.engine, args.username)
+    return Account(args.username, None if args.password else password, tuple(sorted(signed.roles if signed else ())))
+
+
+def roles_list(text: str) -> tuple[str, ...]:
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = set(roles) - set(accounts.ROLES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown roles {', '.join(sorted(unknown))}; roles are "
+                                         f"{', '.join(accounts.ROLES)}")
+    return roles
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -301,7 +408,16 @@ def show_demo(result: Demo) -> str:
         lines.append(f"Demo org: {result.people} people imported (processes/demo/org.json)")
     if result.started:
         lines += ["Requests in flight:", *(f"  {line}" for line in result.started)]
+    if result.accounts:
+        lines += ["", "Sign-in accounts for `baton serve` (write the passwords down: they are not shown again):",
+                  table(("USER", "PASSWORD", "ROLES"), ((a.username, a.password or "(unchanged)", a.roles)
+                                                        for a in result.accounts))]
     return "\n".join([*lines, "", "Start one, then work its tasks:", *(f"  {line}" for line in result.next_steps)])
+
+
+def show_account(account: Account) -> str:
+    return block([("account", account.username), ("roles", account.roles or "-")]
+                 + ([("password", account.password)] if account.password else []))
 
 
 def show_directory(result: dict[str, int] | list[Path]) -> str:
