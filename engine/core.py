@@ -39,6 +39,8 @@ from .info import (
     DefinitionInfo,
     EventInfo,
     FormField,
+    Inbox,
+    InboxItem,
     IncidentInfo,
     InstanceInfo,
     LintReport,
@@ -262,6 +264,22 @@ class Engine:
         with self.db.reading() as conn:
             return [_task_info(r) for r in conn.execute(query, params)]
 
+    def inbox(self, user: str, *, process_id: str | None = None, text: str | None = None, sort: str = "due",
+              page: int = 1, size: int = 25) -> Inbox:
+        """One page of the user's tasks with what each is about, and the counts: indexed queries, no state loaded."""
+        if sort not in ("due", "created"):
+            raise InvalidData("sort must be due or created")
+        params = {"user": user, "groups": sorted(self._groups(user)), "process_id": process_id,
+                  "text": f"%{text.strip().lower()}%" if text and text.strip() else None,
+                  "limit": size, "offset": (max(page, 1) - 1) * size}
+        with self.db.reading() as conn:
+            total = conn.execute(store.inbox_count(False, False), params).scalar_one()
+            found = total if not (process_id or params["text"]) else conn.execute(
+                store.inbox_count(process_id is not None, params["text"] is not None), params).scalar_one()
+            rows = conn.execute(store.inbox_page(process_id is not None, params["text"] is not None, sort), params)
+            items = tuple(InboxItem(_task_info(r), r.title or r.business_key, r.starter) for r in rows)
+        return Inbox(items, total, found)
+
     def task(self, task_id: UUID | str, *, user: str | None = None) -> TaskInfo:
         with self.db.read() as session:
             row = session.get(HumanTask, _uuid(task_id))
@@ -455,8 +473,9 @@ class Engine:
         elif status is None:
             status = "complete" if runtime.finished(workflow, found) else "active"
         waiting = runtime.waiting(workflow, found) if status in ("active", "error", "suspended") else []
+        data = runtime.current_data(workflow, found)
         values = {"status": status, "state": dump_state(workflow), "waiting": json.dumps(waiting),
-                  "data": store.dumps(runtime.current_data(workflow, found)), "updated_at": now()}
+                  "data": store.dumps(data), "title": str(data.get("item") or "")[:255] or None, "updated_at": now()}
         if status in ("complete", "cancelled"):
             values["ended_at"] = values["updated_at"]
         return values, waiting

@@ -53,6 +53,24 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
+class InboxItem:
+    """An inbox line: the task, what the request is about, and who asked."""
+
+    task: TaskInfo
+    title: str | None
+    requester: str | None
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """One page of a user's tasks; `total` is all their tasks, `found` those matching the filters."""
+
+    items: tuple[InboxItem, ...]
+    total: int
+    found: int
+
+
+@dataclass(frozen=True)
 class Waiting:
     """One thing an instance waits on: a human task, a timer, a message, a signal or a job."""
 

@@ -75,6 +75,7 @@ class Instance(Base):
     definition_version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), index=True)
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    title: Mapped[str | None] = mapped_column(String(255))  # what the request is about: its data's `item`
     starter: Mapped[str | None] = mapped_column(String(255), index=True)
     state: Mapped[str] = mapped_column(Text)  # JSON text: key order matters to SpiffWorkflow, never jsonb
     data: Mapped[str] = mapped_column(Text, default="{}")
@@ -103,6 +104,7 @@ class HumanTask(Base):
     form: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[datetime] = mapped_column(index=True)
     due_at: Mapped[datetime | None] = mapped_column(index=True)
+    __table_args__ = (Index("ix_human_task_assignee_due", "assignee", "due_at"),)
 
 
 class Candidate(Base):

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import and_, bindparam, delete, event, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, event, exists, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -184,6 +184,31 @@ def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
         query = query.where(or_(h.assignee == bindparam("user"), and_(h.assignee.is_(None),
                                                                       or_(candidate, unrestricted))))
     return query
+
+
+def _inbox(by_process: bool, by_text: bool) -> sa.Select:
+    """The user's tasks (bind `user`, `groups`) joined with what their instances are about."""
+    h, i = HUMAN_TASK.c, INSTANCE.c
+    query = task_query(False, by_process, True).with_only_columns(
+        *HUMAN_TASK.c, i.title, i.business_key, i.starter)
+    if by_text:
+        text = bindparam("text")
+        query = query.where(or_(func.lower(h.name).like(text), func.lower(i.title).like(text),
+                                func.lower(i.business_key).like(text), func.lower(i.starter).like(text)))
+    return query
+
+
+@cache
+def inbox_count(by_process: bool, by_text: bool) -> sa.Select:
+    return select(func.count()).select_from(_inbox(by_process, by_text).order_by(None).subquery())
+
+
+@cache
+def inbox_page(by_process: bool, by_text: bool, sort: str) -> sa.Select:
+    h = HUMAN_TASK.c
+    order = (h.due_at.is_(None), h.due_at, h.created_at, h.id) if sort == "due" else (h.created_at.desc(), h.id)
+    return _inbox(by_process, by_text).order_by(None).order_by(*order).limit(bindparam("limit")).offset(
+        bindparam("offset"))
 
 
 def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:

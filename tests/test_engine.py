@@ -330,3 +330,25 @@ def test_accounts_hash_passwords_and_keep_roles(sqlite_url):
     assert accounts.authenticate(db, "alice", "battery staple").roles == {"analyst"}
     with pytest.raises(InvalidData):
         accounts.set_password(db, "bob", "short")
+
+
+def test_inbox_pages_filters_and_counts_with_indexed_queries(database_url):
+    class Clerks:
+        def groups_of(self, user):
+            return {"clerks"} if user == "carl" else set()
+
+    engine = Engine(database_url, directory=Clerks())
+    engine.deploy(DIVIDE, APPROVAL)
+    for n in range(1, 6):
+        engine.start("divide", {"divisor": n, "item": f"Order {n}"}, user="sam", business_key=f"PO-{n}")
+    engine.start("approval", {"approver": "carl", "item": "Chair"})
+    inbox = engine.inbox("carl", size=2)
+    assert (inbox.total, inbox.found, len(inbox.items)) == (6, 6, 2)
+    assert engine.inbox("carl", text="order 3").found == 1
+    assert engine.inbox("carl", text="ORDER 3").items[0].title == "Order 3"
+    assert engine.inbox("carl", process_id="approval").items[0].task.name == "Approve"
+    newest = engine.inbox("carl", sort="created", size=1).items[0]
+    assert (newest.title, newest.requester) == ("Chair", None)
+    assert engine.inbox("carl", page=4, size=2).items == ()
+    assert engine.inbox("nobody").total == 0
+    engine.close()

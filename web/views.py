@@ -41,7 +41,7 @@ class Nav:
     @property
     def inbox(self) -> int:
         if "inbox_count" not in g:
-            g.inbox_count = len(current_engine().tasks(user=self.user)) if self.user else 0
+            g.inbox_count = current_engine().inbox(self.user, size=0).total if self.user else 0
         return int(g.inbox_count)
 
 

@@ -85,6 +85,7 @@ def upgrade() -> None:
     sa.Column('definition_version', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('business_key', sa.String(length=255), nullable=True),
+    sa.Column('title', sa.String(length=255), nullable=True),
     sa.Column('starter', sa.String(length=255), nullable=True),
     sa.Column('state', sa.Text(), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
@@ -148,6 +149,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('human_task', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_human_task_assignee'), ['assignee'], unique=False)
+        batch_op.create_index('ix_human_task_assignee_due', ['assignee', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_due_at'), ['due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_instance_id'), ['instance_id'], unique=False)
@@ -239,6 +241,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_human_task_instance_id'))
         batch_op.drop_index(batch_op.f('ix_human_task_due_at'))
         batch_op.drop_index(batch_op.f('ix_human_task_created_at'))
+        batch_op.drop_index('ix_human_task_assignee_due')
         batch_op.drop_index(batch_op.f('ix_human_task_assignee'))
 
     op.drop_table('human_task')
