@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import and_, bindparam, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, union_all, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -176,13 +176,15 @@ def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
     if by_process:
         query = query.where(h.process_id == bindparam("process_id"))
     if by_user:
-        c = CANDIDATE.c
-        candidate = exists().where(c.task_id == h.id, or_(
+        # Driven by indexes: the candidate rows naming the user, their groups or anyone, and the user's own tasks.
+        c, assigned = CANDIDATE.c, HUMAN_TASK.alias("assigned")
+        candidate = select(c.task_id).where(or_(
             and_(c.kind == "user", c.name == bindparam("user")),
-            and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True)))))
-        unrestricted = and_(h.candidate_users == "", h.candidate_groups == "")
-        query = query.where(or_(h.assignee == bindparam("user"), and_(h.assignee.is_(None),
-                                                                      or_(candidate, unrestricted))))
+            and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True))),
+            and_(c.kind == "anyone", c.name == "*")))
+        own = select(assigned.c.id).where(assigned.c.assignee == bindparam("user"))
+        query = query.where(h.id.in_(union_all(candidate, own)),
+                            or_(h.assignee.is_(None), h.assignee == bindparam("user")))
     return query
 
 
@@ -292,6 +294,8 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
                      "due_at": datetime.fromisoformat(info["due"]) if info.get("due") else None})
         candidates += [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
         candidates += [{"task_id": task.id, "kind": "group", "name": n} for n in set(info.get("candidate_groups", []))]
+        if not info.get("assignee") and not info.get("candidate_users") and not info.get("candidate_groups"):
+            candidates.append({"task_id": task.id, "kind": "anyone", "name": "*"})  # nobody named: anyone may
     if rows:
         conn.execute(_insert[HUMAN_TASK], rows)
     if candidates:
