@@ -16,4 +16,6 @@ class Settings:
     max_diagram_bytes: int = field(default_factory=lambda: int(_env("BATON_MAX_DIAGRAM_BYTES", str(5 * 2**20))))
     script_timeout: float = field(default_factory=lambda: float(_env("BATON_SCRIPT_TIMEOUT", "1")))
     base_currency: str = field(default_factory=lambda: _env("BATON_BASE_CURRENCY", "USD").upper())
+    smtp_url: str = field(default_factory=lambda: _env("BATON_SMTP_URL", ""))
+    mail_from: str = field(default_factory=lambda: _env("BATON_MAIL_FROM", "baton@localhost"))
     script_memory_mb: int = field(default_factory=lambda: int(_env("BATON_SCRIPT_MEMORY", "256")))

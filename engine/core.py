@@ -17,7 +17,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from . import forms, parsing, runtime, store
+from . import forms, mail, parsing, runtime, store
 from .clock import clock
 from .config import Settings
 from .directory import Directory, SqlDirectory
@@ -398,7 +398,18 @@ class Engine:
                 ran += 1
             except (Conflict, InvalidState, NotFound) as exc:
                 log.info("job %s skipped: %s", job.id, exc)
+        self.send_outbox()
         return ran
+
+    def send_outbox(self) -> int:
+        """Send pending notifications through BATON_SMTP_URL; without it they wait in the outbox. How many went."""
+        if not self.settings.smtp_url:
+            return 0
+        try:
+            return mail.send(self.db.engine, self.settings.smtp_url, self.directory, sender=self.settings.mail_from)
+        except OSError as exc:  # the mail server is away: the rows stay unsent and go next round
+            log.warning("outbox not sent: %s", exc)
+            return 0
 
     def _call(self, loaded: Loaded, task_id: UUID, step: runtime.Step) -> None:
         task = runtime.service_task(loaded.workflow, task_id)

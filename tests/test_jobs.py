@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -87,4 +89,51 @@ def test_a_failed_service_task_runs_again_after_retry(database_url):
     assert engine.retry(instance.id).status == "active"
     engine.run_due_jobs()
     assert engine.instance(instance.id).status == "complete" and len(calls) == 2
+    engine.close()
+
+
+def test_the_outbox_is_sent_by_smtp_once_each(sqlite_url, monkeypatch):
+    from aiosmtpd.controller import Controller
+
+    from baton.engine.orgfile import import_file
+
+    class Inbox:
+        def __init__(self):
+            self.mails = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler name
+            self.mails.append((envelope.rcpt_tos, envelope.content.decode()))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    received = Inbox()
+    server = Controller(received, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        monkeypatch.setenv("BATON_SMTP_URL", f"smtp://127.0.0.1:{port}")
+        engine = Engine(sqlite_url)
+        import_file(engine.db.engine, Path(__file__).parent / "data" / "org_purchase.json")
+        engine.deploy(REMINDED)
+        engine.start("p")
+        clock.advance(timedelta(days=2, minutes=1))
+        engine.run_due_jobs()
+        engine.run_due_jobs()
+        assert [rcpt for rcpt, _ in received.mails] == [["dana@example.com"]]
+        assert "Subject: Reminder" in received.mails[0][1]
+        assert engine.outbox() == [] and engine.outbox(unsent=False)[0]["sent_at"] is not None
+        engine.close()
+    finally:
+        server.stop()
+
+
+def test_without_a_mail_server_the_outbox_waits(sqlite_url, monkeypatch):
+    monkeypatch.setenv("BATON_SMTP_URL", "smtp://127.0.0.1:9")  # nothing listens there
+    engine = Engine(sqlite_url)
+    engine.deploy(REMINDED)
+    engine.start("p")
+    clock.advance(timedelta(days=2, minutes=1))
+    assert engine.run_due_jobs() == 1
+    assert [n["subject"] for n in engine.outbox()] == ["Reminder"]
     engine.close()
