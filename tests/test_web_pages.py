@@ -258,3 +258,96 @@ def test_non_admins_get_403_on_admin_pages_and_actions(app, deployed):
     assert sam.get("/admin/").status_code == 403
     assert post(sam, f"/admin/instances/{instance_id}/cancel", {}, page="/processes/").status_code == 403
     assert client_for(app, "alice").get("/admin/").status_code == 403
+
+
+def text_of(html: str) -> str:
+    """The page's words, without tags and with spaces collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_the_data_card_shows_the_request_and_folds_the_rest_away(app, engine, deployed):
+    instance_id = start_desk(app)
+    [task] = engine.tasks(instance_id=instance_id)
+    engine.complete_task(task.id, {"decision": "approve", "comment": "Good for the back"}, user="dana")
+    html = client_for(app, "sam").get(f"/instances/{instance_id}").get_data(as_text=True)
+    card = html[html.index('id="data-title"'):html.index('id="diagram-title"')]
+    summary = card[:card.index("<details")]
+    folded = card[card.index("<details"):card.index("</details>")]
+    approvals = card[card.index('id="approvals-title"'):]
+    shown = text_of(summary)
+    assert "Item Standing desk" in shown and "Amount 800.00 USD" in shown and "Cost centre CC-ENG-210" in shown
+    assert "Decision Approved" in shown
+    for internal in ("Starter", "Candidate", "Amount base", "Own limit", "Approver limit", "Comment"):
+        assert internal not in shown, internal
+        assert f"<dt>{internal}</dt>" in folded, internal
+    assert "Currency" not in card  # shown with the amount
+    assert "<details" in card and "<details open" not in card  # folded until asked for
+    assert "All data" in folded and "amount_base" not in folded  # keys as words
+    row = text_of(approvals[approvals.index("<tbody>"):approvals.index("</tbody>")])
+    assert "Dana Whitfield" in row and "1,000" in row and "Approved" in row and "Good for the back" in row
+    assert text_of(approvals).count("Good for the back") == 1  # not repeated below as data
+
+
+def test_a_process_without_the_request_fields_shows_its_data_as_it_is(app, engine):
+    engine.deploy(DIVIDE)
+    instance = engine.start("divide", {"divisor": 0})
+    html = client_for(app, "adam").get(f"/instances/{instance.id}").get_data(as_text=True)
+    card = html[html.index('id="data-title"'):html.index('id="diagram-title"')]
+    assert "<details" not in card and "<dt>Divisor</dt>" in card and "approvals-title" not in html
+
+
+def test_the_history_names_elements_and_leaves_out_unnamed_gateways(app, engine, deployed):
+    instance_id = start_desk(app)
+    html = client_for(app, "sam").get(f"/instances/{instance_id}").get_data(as_text=True)
+    history = html[html.index('id="history-title"'):]
+    assert "Gateway" not in text_of(history)  # unnamed: left out, neither its id nor "Exclusive gateway"
+    assert "Within own limit?" in history and "Find approver" in history  # a named gateway and a task stay
+    assert "Gateway_ApproverLoop" in {e.element_id for e in engine.history(instance_id)}
+    waiting = html[html.index("Waiting on"):html.index('id="data-title"')]
+    assert "Reminder" in waiting and "Escalate" in waiting and "BoundaryEvent_" not in waiting
+    assert markers(html)["focus"] == "Task_Approve"  # a narrow screen opens the diagram on what it waits for
+
+
+def test_only_processes_people_start_offer_start(app, engine, deployed):
+    engine.deploy(PROCESSES / "directory_sync.bpmn", PROCESSES / "supplier_invoice.bpmn", user="alice")
+    sam = client_for(app, "sam")
+    html = sam.get("/processes/").get_data(as_text=True)
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr id="process-(\w+)">(.*?)</tr>', html, re.S)}
+    assert set(rows) == {"purchase_approval", "directory_sync", "supplier_invoice"}
+    assert "/processes/purchase_approval/start" in rows["purchase_approval"]
+    assert "Starts on a schedule" in rows["directory_sync"] and "/start" not in rows["directory_sync"]
+    assert "Starts on a message" in rows["supplier_invoice"] and "/start" not in rows["supplier_invoice"]
+    shown = sam.get("/processes/directory_sync/1").get_data(as_text=True)
+    assert "Starts on a schedule" in shown and "/processes/directory_sync/start" not in shown
+    refused = sam.get("/processes/supplier_invoice/start")
+    assert refused.status_code == 400 and "starts on a message" in refused.get_data(as_text=True)
+    assert engine.instances() == []
+
+
+def test_a_process_with_a_none_start_event_besides_a_timer_one_may_be_started():
+    from baton.web.processes import started_by
+
+    def diagram(*starts: str) -> bytes:
+        return ('<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"><process id="p">'
+                + "".join(f'<startEvent id="S{i}">{s}</startEvent>' for i, s in enumerate(starts))
+                + '</process></definitions>').encode()
+
+    timer = "<timerEventDefinition/>"
+    assert started_by(diagram("", timer), "p") is None
+    assert started_by(diagram("<documentation>by hand</documentation>"), "p") is None
+    assert started_by(diagram(timer), "p") == "Starts on a schedule"
+    assert started_by(diagram("<messageEventDefinition/>"), "p") == "Starts on a message"
+    assert started_by(diagram("<signalEventDefinition/>"), "p") == "Starts on a signal"
+
+
+def test_elements_are_called_by_their_names_else_by_their_kind():
+    from baton.web.instances import Elements
+
+    elements = Elements.of(PURCHASE.read_bytes())
+    assert elements.label("Task_Approve") == "Approve purchase"
+    assert elements.label("Gateway_ApproverLoop") == "Exclusive gateway"
+    assert elements.label("Task_Approve", "As the event named it") == "As the event named it"
+    assert elements.label("Not_In_The_Diagram") == "Not_In_The_Diagram"
+    assert elements.unnamed_gateway("Gateway_ApproverLoop") and not elements.unnamed_gateway("Gateway_Decision")
+    assert not elements.unnamed_gateway("Task_Prepare") and not elements.unnamed_gateway(None)
+    assert Elements.of(b"<not xml").label("X") == "X"  # never fails the page

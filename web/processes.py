@@ -16,8 +16,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from lxml import etree
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.utils import secure_filename
 
 from baton.engine import DefinitionInfo, InvalidData, InvalidDiagram, LintReport
@@ -35,6 +36,11 @@ bp = Blueprint("processes", __name__, url_prefix="/processes")
 DIAGRAMS, FORMS = (".bpmn", ".dmn"), (".json",)
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 KEEP_UPLOADS = 24 * 3600  # seconds an unfinished upload waits for its Deploy
+BPMN_MODEL = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+# What starts a process that people cannot start by hand, by its start event's event definition.
+TRIGGERS = {"timerEventDefinition": "Starts on a schedule", "messageEventDefinition": "Starts on a message",
+            "signalEventDefinition": "Starts on a signal", "conditionalEventDefinition": "Starts on a condition"}
+_parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Process:
 
     latest: DefinitionInfo
     older: list[DefinitionInfo]
+    starts: str | None = None  # None: people start it; else how it starts ("Starts on a schedule")
 
     @property
     def name(self) -> str:
@@ -128,7 +135,11 @@ def deploy(token: str) -> ResponseReturnValue:
 @bp.get("/<process_id>/<int:version>")
 @login_required
 def show(process_id: str, version: int) -> ResponseReturnValue:
-    return render_template("processes/show.html", definition=current_engine().definition(process_id, version))
+    engine = current_engine()
+    definition = engine.definition(process_id, version)
+    latest = engine.definition(process_id)
+    return render_template("processes/show.html", definition=definition,
+                           starts=started_by(engine.diagram(process_id, latest.version), process_id))
 
 
 @bp.get("/<process_id>/<int:version>/diagram.xml")
@@ -142,6 +153,9 @@ def diagram(process_id: str, version: int) -> ResponseReturnValue:
 def start(process_id: str) -> ResponseReturnValue:
     engine = current_engine()
     definition, form = engine.definition(process_id), engine.start_form(process_id)
+    starts = started_by(engine.diagram(process_id, definition.version), process_id)
+    if starts:
+        raise BadRequest(f"{definition.name or process_id} is not started by hand: {starts[0].lower()}{starts[1:]}.")
     values: dict[str, str] = {}
     if request.method == "POST":
         # Only the declared fields: a process without a start form gets no data from the browser at all.
@@ -165,6 +179,32 @@ def xml_response(xml: bytes) -> Response:
     return response
 
 
+def started_by(xml: bytes, process_id: str) -> str | None:
+    """None when people can start the process (it has a none start event); else how it starts, for the page.
+
+    A start event with no event definition is a none start event. A process whose start events all have one
+    (a timer, a message...) starts on its own: offering a Start button for it would mislead.
+    """
+    try:
+        root = etree.fromstring(xml, _parser)
+    except etree.XMLSyntaxError:
+        log.warning("the deployed diagram of %s does not parse", process_id, exc_info=True)
+        return None
+    process = next((p for p in root.iter(f"{{{BPMN_MODEL}}}process") if p.get("id") == process_id), None)
+    if process is None:
+        return None
+    kinds = []
+    for start in process.findall(f"{{{BPMN_MODEL}}}startEvent"):  # top level only: not an event subprocess's
+        found = [etree.QName(c).localname for c in start
+                 if isinstance(c.tag, str) and c.tag.endswith("EventDefinition")]
+        if not found:
+            return None
+        kinds += found
+    if not kinds:
+        return None  # no start event at all: the engine starts it at its first element
+    return TRIGGERS.get(kinds[0], "Starts on its own")
+
+
 def _review(stash: Upload, *, refused: bool = False) -> str:
     """The lint report, and each BPMN file's diagram with its problem elements marked."""
     report = _lint(stash)
@@ -182,11 +222,12 @@ def _review(stash: Upload, *, refused: bool = False) -> str:
 
 
 def _grouped(definitions: list[DefinitionInfo]) -> list[Process]:
-    """Definitions (newest first within each process) as one entry per process, sorted by name."""
-    processes = []
-    for _, versions in groupby(definitions, key=lambda d: d.process_id):
+    """Definitions (newest first within each process) as one entry per process, sorted by name, each with how its
+    newest version starts."""
+    engine, processes = current_engine(), []
+    for process_id, versions in groupby(definitions, key=lambda d: d.process_id):
         latest, *older = sorted(versions, key=lambda d: d.version, reverse=True)
-        processes.append(Process(latest, older))
+        processes.append(Process(latest, older, started_by(engine.diagram(process_id, latest.version), process_id)))
     return sorted(processes, key=lambda p: p.name.casefold())
 
 

@@ -14,9 +14,34 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from .ui import PROCESSES, SCREENSHOTS, Server, csrf_token, diagram_shown, first_task_url, open_task
+from .ui import NARROW, PROCESSES, SCREENSHOTS, Server, csrf_token, diagram_shown, first_task_url, open_task
 
 SignIn = Callable[[Page, str], Page]
+GREEN = "rgb(29, 107, 58)"
+# sam's $5,000 request: approved by dana (above her limit: next approver, round the loop), then by diego.
+APPROVED_PATH = (
+    "Flow_Requested", "Flow_Prepared", "Flow_NeedsApproval", "Flow_ToFindApprover", "Flow_ApproverSought",
+    "Flow_ApproverFound", "Flow_Asked", "Flow_Decided", "Flow_Recorded", "Flow_NeedsHigherApproval",
+    "Flow_NextApprover", "Flow_Approved", "Flow_ApprovalNotified",
+)
+NOT_TAKEN = ("Flow_Rejected", "Flow_RejectionRecorded", "Flow_WithinOwnLimit", "Flow_ApprovedAtOnce",
+             "Flow_NoApprover", "Flow_NoAuthority", "Flow_Remind", "Flow_Escalate", "Flow_Escalated")
+
+
+def box(page: Page, selector: str) -> dict[str, float]:
+    found = page.locator(selector).first.bounding_box()
+    assert found is not None, f"{selector} is not on screen"
+    return found
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def inside(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] >= b["x"] - 1 and a["y"] >= b["y"] - 1 and a["x"] + a["width"] <= b["x"] + b["width"] + 1
+            and a["y"] + a["height"] <= b["y"] + b["height"] + 1)
 
 BROKEN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -114,10 +139,39 @@ def test_purchase_request_from_upload_to_approved(
     for element in ("EndEvent_Rejected", "Task_Reject", "EndEvent_NoAuthority"):
         expect(done.and_(sam.locator(f'[data-element-id="{element}"]'))).to_have_count(0)
     expect(sam.locator(".djs-element.baton-active")).to_have_count(0)
+    # The path it took: the flows of the approved path are green, the rejection and the others are not.
+    taken = sam.locator(".djs-connection.baton-taken")
+    for flow in APPROVED_PATH:
+        expect(taken.and_(sam.locator(f'[data-element-id="{flow}"]'))).to_have_count(1)
+    for flow in NOT_TAKEN:
+        expect(sam.locator(f'.djs-connection[data-element-id="{flow}"]')).to_have_count(1)
+        expect(taken.and_(sam.locator(f'[data-element-id="{flow}"]'))).to_have_count(0)
+    line = sam.locator('.djs-connection[data-element-id="Flow_Approved"] .djs-visual > path')
+    expect(line).to_have_css("stroke", GREEN)
+    arrow = line.evaluate("""path => {
+        const id = /#([^"')]+)/.exec(getComputedStyle(path).markerEnd || '');
+        const head = id && document.getElementById(id[1]);
+        return head ? getComputedStyle(head.firstElementChild).fill : 'no marker';
+    }""")
+    assert arrow == GREEN, arrow  # the arrowhead too
+    rejected = sam.locator('.djs-connection[data-element-id="Flow_Rejected"] .djs-visual > path')
+    expect(rejected).not_to_have_css("stroke", GREEN)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sam.screenshot(path=str(SCREENSHOTS / "instance-complete-1280.png"), full_page=True)
     approvals = sam.locator('.djs-overlays[data-container-id="Task_Approve"] .diagram-badge-done')
     expect(approvals).to_have_text("×2")  # two approvers: the task ran twice
+    for timer in ("BoundaryEvent_Reminder", "BoundaryEvent_Escalate"):  # the badge leaves its timers visible
+        assert not overlaps(box(sam, '.djs-overlays[data-container-id="Task_Approve"] .diagram-badge'),
+                            box(sam, f'.djs-shape[data-element-id="{timer}"] .djs-visual')), timer
+    expect(sam.locator('.djs-overlays[data-container-id="Task_Prepare"] .diagram-badge')).to_have_count(0)  # once
+    # The data: the request and its two signatures; the engine's own variables folded away.
+    expect(sam.locator(".request-summary")).to_contain_text("5,000.00 USD")
+    expect(sam.locator("table.approvals tbody tr")).to_have_count(2)
+    expect(sam.locator("table.approvals tbody tr").first).to_contain_text("Dana Whitfield")
+    expect(sam.get_by_text("Amount base")).not_to_be_visible()
+    sam.get_by_text("All data").click()
+    expect(sam.get_by_text("Amount base")).to_be_visible()
+    expect(sam.locator(".timeline")).not_to_contain_text("Gateway")
     sam.goto(live_server("/requests/"))
     row = sam.get_by_role("row").filter(has_text=item)
     expect(row).to_contain_text("Approved")
@@ -246,3 +300,44 @@ def test_a_post_without_the_csrf_token_is_refused(live_server: Server, page: Pag
     assert answer.status == 400, answer.status
     page.goto(live_server("/"))
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+
+
+def test_on_a_phone_the_diagram_is_readable_centred_on_the_task_and_fits_on_request(
+    live_server: Server, page: Page, signed_in: SignIn
+) -> None:
+    signed_in(page, "sam")
+    page.set_viewport_size(NARROW)
+    page.goto(live_server("/requests/"))
+    in_flight = page.get_by_role("row").filter(has=page.locator(".status-active"))
+    in_flight.first.locator("a[href^='/instances/']").first.click()
+    diagram_shown(page)
+    frame = page.locator(".diagram")
+    assert float(frame.get_attribute("data-scale") or 0) >= 0.6  # not shrunk to a fifth to fit 390 px
+    task = page.locator('.djs-shape.baton-active[data-element-id="Task_Approve"] .djs-visual')
+    assert inside(box(page, '.djs-shape[data-element-id="Task_Approve"] .djs-visual'), box(page, ".diagram")), \
+        "the diagram does not open on the task it waits for"
+    expect(task).to_be_attached()
+    expect(page.locator('.djs-overlays[data-container-id="Task_Approve"] .diagram-badge')).to_have_count(0)  # once
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, overflow  # the frame scrolls, not the page
+
+    # A mouse drags it sideways.
+    frame.scroll_into_view_if_needed()
+    before = frame.evaluate("f => f.scrollLeft")
+    middle = box(page, ".diagram")
+    page.mouse.move(middle["x"] + middle["width"] / 2, middle["y"] + middle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(middle["x"] + middle["width"] / 2 + 120, middle["y"] + middle["height"] / 2, steps=5)
+    page.mouse.up()
+    assert frame.evaluate("f => f.scrollLeft") < before
+
+    # Fit shows all of it, in the frame; + zooms back in.
+    page.get_by_role("button", name="Fit").click()
+    assert float(frame.get_attribute("data-scale") or 1) < 0.6
+    assert frame.evaluate("f => f.scrollWidth <= f.clientWidth && f.scrollHeight <= f.clientHeight")
+    for element in ("StartEvent_Request", "EndEvent_Approved", "EndEvent_Rejected"):
+        assert inside(box(page, f'.djs-shape[data-element-id="{element}"] .djs-visual'), box(page, ".diagram")), element
+    expect(page.get_by_role("button", name="Fit")).to_be_disabled()
+    page.get_by_role("button", name="Zoom in").click()
+    assert float(frame.get_attribute("data-scale") or 0) > 0.2
+    expect(page.get_by_role("button", name="Fit")).to_be_enabled()
