@@ -1,6 +1,8 @@
-"""Tiny BPMN documents for tests, written as the flow nodes they contain."""
+"""Tiny BPMN documents for tests, written as the flow nodes they contain, and checks of diagram layouts."""
 
 from __future__ import annotations
+
+import math
 
 HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
         '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
@@ -51,3 +53,15 @@ DIVIDE = process(
     '</bpmn:scriptTask>',
     '<bpmn:userTask id="check" name="Check" camunda:candidateGroups="clerks"/>',
     '<bpmn:endEvent id="end"/>', flows="start>divide divide>check check>end", process_id="divide")
+
+
+def on_border(kind: str, box: tuple[float, float, float, float], x: float, y: float) -> bool:
+    """Whether a waypoint (x, y) sits on the border of a shape of this kind (event circle, gateway diamond, box)."""
+    bx, by, w, h = box
+    cx, cy = bx + w / 2, by + h / 2
+    if kind.endswith("Event"):
+        return abs(math.hypot(x - cx, y - cy) - w / 2) <= 1
+    if kind.endswith("Gateway"):
+        return abs(abs(x - cx) / (w / 2) + abs(y - cy) / (h / 2) - 1) <= 0.02
+    inside = bx - 1 <= x <= bx + w + 1 and by - 1 <= y <= by + h + 1
+    return inside and min(abs(x - bx), abs(x - bx - w), abs(y - by), abs(y - by - h)) <= 1

@@ -12,7 +12,6 @@ Every step of a run uses a fresh Engine, so what a later step sees came from the
 from __future__ import annotations
 
 import json
-import math
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,6 +25,7 @@ from baton.engine.clock import clock
 from baton.engine.core import Engine
 from baton.engine.errors import Forbidden, InvalidData
 from baton.engine.orgfile import import_file
+from bpmn_builder import on_border
 
 DIAGRAM = Path(__file__).parent.parent / "processes" / "purchase_approval.bpmn"
 ORG = Path(__file__).parent / "data" / "org_purchase.json"
@@ -237,17 +237,6 @@ def test_every_flow_node_lane_and_pool_has_a_shape_and_every_flow_an_edge():
         assert shape.find("dc:Bounds", NS) is not None, shape.get("id")
     for edge in root.iterfind(".//bpmndi:BPMNEdge", NS):
         assert len(edge.findall("di:waypoint", NS)) >= 2, edge.get("id")
-
-
-def on_border(kind: str, box: tuple[float, float, float, float], x: float, y: float) -> bool:
-    bx, by, w, h = box
-    cx, cy = bx + w / 2, by + h / 2
-    if kind.endswith("Event"):
-        return abs(math.hypot(x - cx, y - cy) - w / 2) <= 1
-    if kind.endswith("Gateway"):
-        return abs(abs(x - cx) / (w / 2) + abs(y - cy) / (h / 2) - 1) <= 0.02
-    inside = bx - 1 <= x <= bx + w + 1 and by - 1 <= y <= by + h + 1
-    return inside and min(abs(x - bx), abs(x - bx - w), abs(y - by), abs(y - by - h)) <= 1
 
 
 def crosses(box: tuple[float, float, float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:

@@ -6,7 +6,6 @@ executor starts them), so for them this checks the diagram and what it declares,
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +18,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 
 from baton.engine import forms, parsing
 from baton.engine.core import Engine
+from bpmn_builder import on_border
 
 PROCESSES = Path(__file__).parent.parent / "processes"
 SHIPPED = sorted(PROCESSES.rglob("*.bpmn"))
@@ -154,17 +154,6 @@ def test_all_shipped_processes_deploy_together_and_are_listed(engine):
 
 
 # The layout of the two new diagrams
-
-
-def on_border(kind: str, box: tuple[float, float, float, float], x: float, y: float) -> bool:
-    bx, by, w, h = box
-    cx, cy = bx + w / 2, by + h / 2
-    if kind.endswith("Event"):
-        return abs(math.hypot(x - cx, y - cy) - w / 2) <= 1
-    if kind.endswith("Gateway"):
-        return abs(abs(x - cx) / (w / 2) + abs(y - cy) / (h / 2) - 1) <= 0.02
-    inside = bx - 1 <= x <= bx + w + 1 and by - 1 <= y <= by + h + 1
-    return inside and min(abs(x - bx), abs(x - bx - w), abs(y - by), abs(y - by - h)) <= 1
 
 
 def crosses(box: tuple[float, float, float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
