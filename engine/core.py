@@ -266,13 +266,13 @@ class Engine:
 
     def inbox(self, user: str, *, process_id: str | None = None, text: str | None = None, sort: str = "due",
               page: int = 1, size: int = 25) -> Inbox:
-        """One page of the user's tasks with what each is about, and the counts: indexed queries, no state loaded."""
+        """One page of the user's tasks with what each is about, and the counts (capped at 1,001): indexed queries."""
         if sort not in ("due", "created"):
             raise InvalidData("sort must be due or created")
         params = {"user": user, "groups": sorted(self._groups(user)), "process_id": process_id,
                   "text": f"%{text.strip().lower()}%" if text and text.strip() else None,
                   "limit": size, "offset": (max(page, 1) - 1) * size}
-        with self.db.reading() as conn:
+        with self.db.reading() as conn:  # counts stop at store.COUNT_CAP + 1: show "1,000+" beyond the cap
             total = conn.execute(store.inbox_count(False, False), params).scalar_one()
             found = total if not (process_id or params["text"]) else conn.execute(
                 store.inbox_count(process_id is not None, params["text"] is not None), params).scalar_one()

@@ -103,8 +103,8 @@ class HumanTask(Base):
     candidate_groups: Mapped[str] = mapped_column(Text, default="")
     form: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[datetime] = mapped_column(index=True)
-    due_at: Mapped[datetime | None] = mapped_column(index=True)
-    __table_args__ = (Index("ix_human_task_assignee_due", "assignee", "due_at"),)
+    due_at: Mapped[datetime | None]
+    sort_due: Mapped[datetime] = mapped_column(index=True)  # due_at, or far in the future: the inbox's sort key
 
 
 class Candidate(Base):

@@ -188,29 +188,51 @@ def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
     return query
 
 
+NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)  # tasks without a due date sort last on every database
+COUNT_CAP = 1000  # counting stops here ("1,000+"): an exact count of 100,000 tasks would cost a scan each time
+
+
 def _inbox(by_process: bool, by_text: bool) -> sa.Select:
-    """The user's tasks (bind `user`, `groups`) joined with what their instances are about."""
-    h, i = HUMAN_TASK.c, INSTANCE.c
-    query = task_query(False, by_process, True).with_only_columns(
-        *HUMAN_TASK.c, i.title, i.business_key, i.starter)
+    """The user's tasks (bind `user`, `groups`), shaped so the planner walks the sort index and stops early."""
+    h, i, c = HUMAN_TASK.c, INSTANCE.c, CANDIDATE.c
+    assignee = func.coalesce(h.assignee, "")  # not indexable on purpose: the due/created index drives the scan
+    candidate = select(c.task_id).where(c.task_id == h.id, or_(
+        and_(c.kind == "user", c.name == bindparam("user")),
+        and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True))),
+        and_(c.kind == "anyone", c.name == "*"))).exists()
+    about = select(INSTANCE.c.id).where(i.id == h.instance_id, i.status == "active")
+    query = select(HUMAN_TASK).where(or_(assignee == bindparam("user"), and_(assignee == "", candidate)),
+                                     about.exists())
+    if by_process:
+        query = query.where(h.process_id == bindparam("process_id"))
     if by_text:
         text = bindparam("text")
-        query = query.where(or_(func.lower(h.name).like(text), func.lower(i.title).like(text),
-                                func.lower(i.business_key).like(text), func.lower(i.starter).like(text)))
+        query = query.where(or_(func.lower(h.name).like(text), about.where(or_(
+            func.lower(i.title).like(text), func.lower(i.business_key).like(text),
+            func.lower(i.starter).like(text))).exists()))
     return query
 
 
 @cache
 def inbox_count(by_process: bool, by_text: bool) -> sa.Select:
-    return select(func.count()).select_from(_inbox(by_process, by_text).order_by(None).subquery())
+    capped = _inbox(by_process, by_text).with_only_columns(HUMAN_TASK.c.id).limit(COUNT_CAP + 1)
+    return select(func.count()).select_from(capped.subquery())
 
 
 @cache
 def inbox_page(by_process: bool, by_text: bool, sort: str) -> sa.Select:
-    h = HUMAN_TASK.c
-    order = (h.due_at.is_(None), h.due_at, h.created_at, h.id) if sort == "due" else (h.created_at.desc(), h.id)
-    return _inbox(by_process, by_text).order_by(None).order_by(*order).limit(bindparam("limit")).offset(
-        bindparam("offset"))
+    """One page of the inbox (bind `limit`, `offset`) with what each task's instance is about."""
+    h, i = HUMAN_TASK.c, INSTANCE.c
+    keys = ("sort_due", "created_at", "id") if sort == "due" else ("created_at", "id")
+
+    def order(columns: Any) -> list[Any]:
+        return [getattr(columns, k).desc() if sort != "due" and k == "created_at" else getattr(columns, k)
+                for k in keys]
+
+    page = _inbox(by_process, by_text).order_by(*order(h)).limit(bindparam("limit")).offset(bindparam("offset"))
+    shown = page.subquery()
+    return select(shown, i.title, i.business_key, i.starter).join(INSTANCE, i.id == shown.c.instance_id).order_by(
+        *order(shown.c))
 
 
 def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:
@@ -291,7 +313,8 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
                      "candidate_groups": ",".join(info.get("candidate_groups", [])),
                      "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
                      "created_at": datetime.fromtimestamp(task.last_state_change, UTC),
-                     "due_at": datetime.fromisoformat(info["due"]) if info.get("due") else None})
+                     "due_at": datetime.fromisoformat(info["due"]) if info.get("due") else None,
+                     "sort_due": datetime.fromisoformat(info["due"]) if info.get("due") else NO_DUE})
         candidates += [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
         candidates += [{"task_id": task.id, "kind": "group", "name": n} for n in set(info.get("candidate_groups", []))]
         if not info.get("assignee") and not info.get("candidate_users") and not info.get("candidate_groups"):

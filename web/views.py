@@ -39,10 +39,12 @@ class Nav:
         return account.roles if account else frozenset()
 
     @property
-    def inbox(self) -> int:
+    def inbox(self) -> str:
+        """The navigation's task count: exact up to 1,000, then "1,000+" (the engine stops counting there)."""
         if "inbox_count" not in g:
-            g.inbox_count = current_engine().inbox(self.user, size=0).total if self.user else 0
-        return int(g.inbox_count)
+            total = current_engine().inbox(self.user, size=0).total if self.user else 0
+            g.inbox_count = "1,000+" if total > 1000 else str(total)
+        return str(g.inbox_count)
 
 
 def name(username: str | None) -> str:

@@ -144,16 +144,16 @@ def upgrade() -> None:
     sa.Column('form', sa.Text(), nullable=False),
     sa.Column('created_at', baton.engine.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('due_at', baton.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sort_due', baton.engine.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['instance.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('human_task', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_human_task_assignee'), ['assignee'], unique=False)
-        batch_op.create_index('ix_human_task_assignee_due', ['assignee', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_created_at'), ['created_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_human_task_due_at'), ['due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_instance_id'), ['instance_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_task_process_id'), ['process_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_human_task_sort_due'), ['sort_due'], unique=False)
 
     op.create_table('incident',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -237,11 +237,10 @@ def downgrade() -> None:
 
     op.drop_table('incident')
     with op.batch_alter_table('human_task', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_human_task_sort_due'))
         batch_op.drop_index(batch_op.f('ix_human_task_process_id'))
         batch_op.drop_index(batch_op.f('ix_human_task_instance_id'))
-        batch_op.drop_index(batch_op.f('ix_human_task_due_at'))
         batch_op.drop_index(batch_op.f('ix_human_task_created_at'))
-        batch_op.drop_index('ix_human_task_assignee_due')
         batch_op.drop_index(batch_op.f('ix_human_task_assignee'))
 
     op.drop_table('human_task')
