@@ -373,11 +373,8 @@ class Engine:
             raise InvalidState(f"instance {instance_id} has no open incident")
         clean = {k: v for k, v in (data or {}).items() if k not in RESERVED}
 
-        def act(loaded: Loaded, step: runtime.Step) -> None:
-            runtime.retry(loaded.workflow, incident.task_id, clean, step, user=user)
-            step.resolved = True  # type: ignore[attr-defined]
-
-        return self._change(instance_id, act, allowed=("error",))
+        return self._change(instance_id, lambda loaded, step: runtime.retry(
+            loaded.workflow, incident.task_id, clean, step, user=user), allowed=("error",))
 
     # Jobs: the job-executor issue runs these from a worker with leases; here they run when asked.
 
@@ -465,7 +462,7 @@ class Engine:
         with self.db.writing() as conn:
             store.update_instance(conn, loaded.id, loaded.version, values)
             self._pause("written")
-            if loaded.status == "error" and (getattr(step, "resolved", False) or values["status"] != "error"):
+            if loaded.status == "error" and values["status"] != "error":  # a new failure replaces it in history
                 store.resolve_incidents(conn, loaded.id)
             store.write_projections(conn, loaded.id, loaded.process_id, loaded.workflow, loaded.waiting, waiting)
             store.write_history(conn, loaded.id, step)
