@@ -5,7 +5,8 @@ Run: .venv/bin/python bench/inbox.py [--n 100000] [--database URL] [--repeat 50]
 Fills a database (a temporary SQLite file unless --database is given; an existing fill is reused when it already
 holds N tasks) with N instances of a one-task process whose task the group `clerks` may claim, each started through
 `Engine.start`, then times `Engine.inbox` the way the web inbox calls it: the first page (25) sorted by due date
-with the count (which stops at 1,000+), with a text filter that matches 100 tasks and one that matches none. Prints the median and p95 of each, in milliseconds.
+with the count (which stops at 1,000+), with a text filter that matches 100 tasks and one that matches none.
+Prints the median and p95 of each, in milliseconds.
 Target (web issue): median <= 100 ms on SQLite and on PostgreSQL.
 """
 
