@@ -18,7 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from baton.engine import Engine
+from baton.engine.models import HumanTask
 
 PROCESS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -42,7 +45,8 @@ class Clerks:
 
 
 def fill(engine: Engine, n: int) -> None:
-    have = engine.inbox("carl", size=0).total
+    with engine.db.engine.connect() as conn:  # the inbox's own count stops at 1,000+
+        have = conn.execute(select(func.count()).select_from(HumanTask)).scalar_one()
     if have >= n:
         print(f"reusing {have:,} tasks")
         return
