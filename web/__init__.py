@@ -34,7 +34,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config or {})
     app.config["SECRET_KEY"] = (app.config.get("SECRET_KEY") or app.config.get("BATON_SECRET_KEY")
                                 or os.environ.get("BATON_SECRET_KEY") or _secret(app.config["BATON_DATABASE_URL"]))
-    app.extensions["baton"] = Engine(app.config["BATON_DATABASE_URL"])
+    app.extensions["baton"] = engine = Engine(app.config["BATON_DATABASE_URL"])
+    # Uploads are refused before Flask-WTF reads the form: ten diagrams at the engine's size limit, at most.
+    app.config.setdefault("MAX_CONTENT_LENGTH", 10 * engine.settings.max_diagram_bytes)
     csrf.init_app(app)
 
     from . import admin, auth, errors, inbox, instances, processes, requests, tasks, views
