@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
         '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
@@ -65,3 +66,15 @@ def on_border(kind: str, box: tuple[float, float, float, float], x: float, y: fl
         return abs(abs(x - cx) / (w / 2) + abs(y - cy) / (h / 2) - 1) <= 0.02
     inside = bx - 1 <= x <= bx + w + 1 and by - 1 <= y <= by + h + 1
     return inside and min(abs(x - bx), abs(x - bx - w), abs(y - by), abs(y - by - h)) <= 1
+
+
+DI = {"bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI", "dc": "http://www.omg.org/spec/DD/20100524/DC"}
+
+
+def shapes(root: Any) -> dict[str, tuple[float, float, float, float]]:
+    """Every drawn element's bounds (x, y, width, height), by the id of the element it draws."""
+    found = {}
+    for shape in root.iterfind(".//bpmndi:BPMNShape", DI):
+        bounds = shape.find("dc:Bounds", DI)
+        found[shape.get("bpmnElement")] = tuple(float(bounds.get(k)) for k in ("x", "y", "width", "height"))
+    return found

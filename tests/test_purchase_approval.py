@@ -25,7 +25,7 @@ from baton.engine.clock import clock
 from baton.engine.core import Engine
 from baton.engine.errors import Forbidden, InvalidData
 from baton.engine.orgfile import import_file
-from bpmn_builder import on_border
+from bpmn_builder import on_border, shapes
 
 DIAGRAM = Path(__file__).parent.parent / "processes" / "purchase_approval.bpmn"
 ORG = Path(__file__).parent / "data" / "org_purchase.json"
@@ -210,14 +210,6 @@ def flow_nodes(root: etree._Element) -> dict[str, etree._Element]:
     process = root.find("bpmn:process", NS)
     return {n.get("id"): n for n in process if isinstance(n.tag, str)
             and etree.QName(n).localname not in NOT_FLOW_NODES}
-
-
-def shapes(root: etree._Element) -> dict[str, tuple[float, float, float, float]]:
-    found = {}
-    for shape in root.iterfind(".//bpmndi:BPMNShape", NS):
-        bounds = shape.find("dc:Bounds", NS)
-        found[shape.get("bpmnElement")] = tuple(float(bounds.get(k)) for k in ("x", "y", "width", "height"))
-    return found
 
 
 def crosses(box: tuple[float, float, float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:

@@ -18,7 +18,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 
 from baton.engine import forms, parsing
 from baton.engine.core import Engine
-from bpmn_builder import on_border
+from bpmn_builder import on_border, shapes
 
 PROCESSES = Path(__file__).parent.parent / "processes"
 SHIPPED = sorted(PROCESSES.rglob("*.bpmn"))
@@ -57,14 +57,6 @@ def local(node: etree._Element) -> str:
 def flow_nodes(root: etree._Element) -> dict[str, etree._Element]:
     return {n.get("id"): n for process in root.iterfind("bpmn:process", NS) for n in process.iter()
             if isinstance(n.tag, str) and n.tag.startswith(f"{{{NS['bpmn']}}}") and local(n) in FLOW_NODES}
-
-
-def shapes(root: etree._Element) -> dict[str, tuple[float, float, float, float]]:
-    found = {}
-    for shape in root.iterfind(".//bpmndi:BPMNShape", NS):
-        bounds = shape.find("dc:Bounds", NS)
-        found[shape.get("bpmnElement")] = tuple(float(bounds.get(k)) for k in ("x", "y", "width", "height"))
-    return found
 
 
 def waypoints(root: etree._Element, flow_id: str) -> list[tuple[float, float]]:
