@@ -193,7 +193,7 @@ class Engine:
         with self.db.writing() as conn:
             store.insert_instance(conn, row)
             self._pause("written")
-            store.write_projections(conn, row["id"], process_id, workflow, [], waiting)
+            store.write_projections(conn, row["id"], process_id, workflow, [], waiting, _about(row))
             store.write_history(conn, row["id"], step)
             info = _instance_info(conn, SimpleNamespace(**row))
         self._remember(row["id"], 1, workflow, values["status"])
@@ -260,7 +260,7 @@ class Engine:
         """Open human tasks; with `user`, those assigned to them or claimable by them or their groups."""
         query = store.task_query(instance_id is not None, process_id is not None, user is not None)
         params = {"instance_id": _uuid(instance_id) if instance_id is not None else None, "process_id": process_id,
-                  "user": user, "groups": sorted(self._groups(user)) if user is not None else []}
+                  "principals": store.principals(user, self._groups(user)) if user is not None else []}
         with self.db.reading() as conn:
             return [_task_info(r) for r in conn.execute(query, params)]
 
@@ -269,16 +269,19 @@ class Engine:
         """One page of the user's tasks with what each is about, and the counts (capped at 1,001): indexed queries."""
         if sort not in ("due", "created"):
             raise InvalidData("sort must be due or created")
-        params = {"user": user, "groups": sorted(self._groups(user)), "process_id": process_id,
-                  "text": f"%{text.strip().lower()}%" if text and text.strip() else None,
-                  "limit": size, "offset": (max(page, 1) - 1) * size}
+        names = store.principals(user, self._groups(user))
+        text = f"%{text.strip().lower()}%" if text and text.strip() else None
+        params = {f"p{n}": name for n, name in enumerate(names)} | {
+            "process_id": process_id, "text": text, "limit": size, "offset": (max(page, 1) - 1) * size}
+        capped = params | {"depth": store.COUNT_CAP + 1}
         with self.db.reading() as conn:  # counts stop at store.COUNT_CAP + 1: show "1,000+" beyond the cap
-            total = conn.execute(store.inbox_count(False, False), params).scalar_one()
-            found = total if not (process_id or params["text"]) else conn.execute(
-                store.inbox_count(process_id is not None, params["text"] is not None), params).scalar_one()
-            rows = conn.execute(store.inbox_page(process_id is not None, params["text"] is not None, sort), params)
+            total = conn.execute(store.inbox_count(len(names), False, False), capped).scalar_one()
+            found = total if not (process_id or text) else conn.execute(
+                store.inbox_count(len(names), process_id is not None, text is not None), capped).scalar_one()
+            rows = conn.execute(store.inbox_page(len(names), process_id is not None, text is not None, sort),
+                                params | {"depth": params["limit"] + params["offset"]})
             items = tuple(InboxItem(_task_info(r), r.title or r.business_key, r.starter) for r in rows)
-        return Inbox(items, total, found)
+        return Inbox(items, min(total, store.COUNT_CAP + 1), min(found, store.COUNT_CAP + 1))
 
     def task(self, task_id: UUID | str, *, user: str | None = None) -> TaskInfo:
         with self.db.read() as session:
@@ -464,7 +467,11 @@ class Engine:
             self._pause("written")
             if loaded.status == "error" and values["status"] != "error":  # a new failure replaces it in history
                 store.resolve_incidents(conn, loaded.id)
-            store.write_projections(conn, loaded.id, loaded.process_id, loaded.workflow, loaded.waiting, waiting)
+            about = _about({**loaded.row._mapping, **values})
+            store.write_projections(conn, loaded.id, loaded.process_id, loaded.workflow, loaded.waiting, waiting,
+                                    about)
+            if about["active"] != (loaded.status == "active") or values["title"] != loaded.row.title:
+                store.refresh_inbox(conn, loaded.id, about)
             store.write_history(conn, loaded.id, step)
             info = _instance_info(conn, SimpleNamespace(**{**loaded.row._mapping, **values,
                                                             "version": loaded.version + 1}))
@@ -596,6 +603,12 @@ def _waiting_clause(kind: str) -> Any:
     if kind not in tables:
         raise InvalidData(f"waiting_on must be one of {', '.join(tables)}")
     return tables[kind]
+
+
+def _about(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What the inbox shows of an instance and filters by."""
+    return {"title": row["title"], "business_key": row["business_key"], "starter": row["starter"],
+            "active": row["status"] == "active"}
 
 
 def _when(text: str | None) -> datetime | None:

@@ -39,6 +39,14 @@ class IncidentNotFound(NotFound):
         self.incident_id = incident_id
 
 
+class MessageNotCorrelated(NotFound):
+    def __init__(self, name: str, correlation: object = None, business_key: str | None = None) -> None:
+        which = "".join([f" with {correlation}" if correlation else "",
+                         f" and business key {business_key}" if business_key else ""])
+        super().__init__(f"no instance or process waits for the message {name!r}{which}")
+        self.name = name
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a diagram, in words an analyst can act on."""

@@ -34,6 +34,7 @@ class FormField:
     readonly: bool = False
     constraints: dict[str, str] = field(default_factory=dict)
     values: tuple[tuple[str, str], ...] = ()
+    help: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,24 @@ class LintReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of a message: delivered to a waiting instance, started one, buffered, or a duplicate."""
+
+    outcome: str  # "delivered", "started", "buffered" or "duplicate"
+    instance_id: UUID | None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """The job executor at a glance: due now, leased by a worker, failing (retrying) and failed (incidents)."""
+
+    due: int
+    running: int
+    retrying: int
+    failed: int
+    oldest_overdue_seconds: float | None
+    scheduled: int

@@ -39,7 +39,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-SCHEMA_REVISION = "0001"  # the newest Alembic revision under migrations/versions
+SCHEMA_REVISION = "0003"  # the newest Alembic revision under migrations/versions
 
 
 def now() -> datetime:
@@ -102,39 +102,54 @@ class HumanTask(Base):
     candidate_users: Mapped[str] = mapped_column(Text, default="")
     candidate_groups: Mapped[str] = mapped_column(Text, default="")
     form: Mapped[str] = mapped_column(Text, default="[]")
-    created_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]
     due_at: Mapped[datetime | None]
-    sort_due: Mapped[datetime] = mapped_column(index=True)  # due_at, or far in the future: the inbox's sort key
+    sort_due: Mapped[datetime]  # due_at, or far in the future: the inbox's sort key
 
 
-class Candidate(Base):
-    """Who may claim a human task: one row per candidate user or group, for an indexed inbox."""
+class InboxEntry(Base):
+    """Who sees a human task in their inbox: one row per principal, so every inbox page is an index range scan.
 
-    __tablename__ = "candidate"
-    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" or "group"
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    __table_args__ = (Index("ix_candidate_kind_name", "kind", "name"),)
+    A principal is `user:<name>`, `group:<name>` or `*` (anyone); a claimed task has one entry, its assignee's.
+    """
+
+    __tablename__ = "inbox_entry"
+    principal: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True,
+                                               index=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    process_id: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool]  # the instance is active (not suspended, failed or ended)
+    sort_due: Mapped[datetime]
+    created_at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)  # lowercased task name, title, business key and starter: the filter
+    __table_args__ = (Index("ix_inbox_due", "principal", "active", "sort_due", "created_at", "task_id"),
+                      Index("ix_inbox_created", "principal", "active", "created_at", "task_id"))
 
 
 class Job(Base):
-    """Work the job executor runs: due timers and service tasks."""
+    """Work the job executor runs: due timers, service tasks, and the timer start events of deployed processes.
+
+    A worker leases a due job (owner, expiry) before it runs it; another worker takes it over once the lease ends.
+    """
 
     __tablename__ = "job"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
-    task_id: Mapped[uuid.UUID]
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
+    definition_id: Mapped[int | None] = mapped_column(ForeignKey("definition.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[uuid.UUID | None]
     element_id: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))  # "timer" or "service"
+    kind: Mapped[str] = mapped_column(String(16))  # "timer", "service" or "start" (a timer start event)
     due_at: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     lock_owner: Mapped[str | None] = mapped_column(String(255))
     lock_expires_at: Mapped[datetime | None]
+    schedule: Mapped[str | None] = mapped_column(Text)  # a timer start's cycle: JSON {"every": s, "left": n}
 
 
 class Subscription(Base):
-    """A message or signal an instance waits for, with its correlation keys."""
+    """A message or signal an instance waits for, with its correlation key for an indexed match."""
 
     __tablename__ = "subscription"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -142,7 +157,51 @@ class Subscription(Base):
     kind: Mapped[str] = mapped_column(String(16))  # "message" or "signal"
     name: Mapped[str] = mapped_column(String(255), index=True)
     correlation: Mapped[str] = mapped_column(Text, default="{}")
+    key: Mapped[str] = mapped_column(String(512), default="{}")  # canonical JSON of the correlation values
     task_id: Mapped[uuid.UUID | None]
+    __table_args__ = (Index("ix_subscription_match", "kind", "name", "key"),)
+
+
+class StartTrigger(Base):
+    """A message or signal start event of a process's newest version: what starts an instance when it arrives."""
+
+    __tablename__ = "start_trigger"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definition.id", ondelete="CASCADE"), index=True)
+    process_id: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "message" or "signal"
+    name: Mapped[str] = mapped_column(String(255))
+    element_id: Mapped[str] = mapped_column(String(255))
+    __table_args__ = (Index("ix_start_trigger_match", "kind", "name"),)
+
+
+class Message(Base):
+    """A message received from outside: kept for its time to live, to deliver it later or only once."""
+
+    __tablename__ = "message"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)  # the sender's id: delivered once
+    key: Mapped[str] = mapped_column(String(512), default="{}")
+    business_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    delivered_at: Mapped[datetime | None]
+    instance_id: Mapped[uuid.UUID | None]  # where it went (no foreign key: the instance may be deleted)
+    __table_args__ = (Index("ix_message_waiting", "name", "delivered_at"),)
+
+
+class ApiKey(Base):
+    """A key a program sends to act as a person through the API; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str] = mapped_column(String(255), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    last_used_at: Mapped[datetime | None]
 
 
 class Incident(Base):

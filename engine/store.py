@@ -14,13 +14,24 @@ from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, union_all, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, union_all, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
 from .errors import Conflict, EngineError
-from .models import SCHEMA_REVISION, Candidate, Event, HumanTask, Incident, Instance, Job, Outbox, Subscription, now
+from .models import (
+    SCHEMA_REVISION,
+    Event,
+    HumanTask,
+    InboxEntry,
+    Incident,
+    Instance,
+    Job,
+    Outbox,
+    Subscription,
+    now,
+)
 from .specs import STATE_FORMAT, to_plain
 
 log = logging.getLogger(__name__)
@@ -143,7 +154,7 @@ def dumps(value: Any) -> str:
     return json.dumps(to_plain(value), separators=(",", ":"), default=str)
 
 
-INSTANCE, HUMAN_TASK, CANDIDATE = Instance.__table__, HumanTask.__table__, Candidate.__table__
+INSTANCE, HUMAN_TASK, INBOX = Instance.__table__, HumanTask.__table__, InboxEntry.__table__
 JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Event.__table__, Incident.__table__
 OUTBOX = Outbox.__table__
 JOB_KINDS = {"timer": "timer", "job": "service"}  # what the instance waits on -> the job row's kind
@@ -155,8 +166,10 @@ _by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.
 _state = select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"))
 # Built once: constructing a statement costs more than running it on SQLite.
 _update = update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"), INSTANCE.c.version == bindparam("b_version"))
-_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, CANDIDATE, JOB, SUBSCRIPTION, EVENT, INCIDENT, OUTBOX)}
-_delete_candidates = delete(CANDIDATE).where(CANDIDATE.c.task_id == bindparam("b_task"))
+_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, INBOX, JOB, SUBSCRIPTION, EVENT, INCIDENT, OUTBOX)}
+_delete_entries = delete(INBOX).where(INBOX.c.task_id == bindparam("b_task"))
+_delete_instance_entries = delete(INBOX).where(INBOX.c.instance_id == bindparam("b_instance"))
+_instance_tasks = select(HUMAN_TASK).where(HUMAN_TASK.c.instance_id == bindparam("b_instance"))
 _delete_task = delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _assign = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _job = (JOB.c.instance_id == bindparam("b_instance")) & (JOB.c.task_id == bindparam("b_task"))
@@ -175,16 +188,9 @@ def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
         query = query.where(h.instance_id == bindparam("instance_id"))
     if by_process:
         query = query.where(h.process_id == bindparam("process_id"))
-    if by_user:
-        # Driven by indexes: the candidate rows naming the user, their groups or anyone, and the user's own tasks.
-        c, assigned = CANDIDATE.c, HUMAN_TASK.alias("assigned")
-        candidate = select(c.task_id).where(or_(
-            and_(c.kind == "user", c.name == bindparam("user")),
-            and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True))),
-            and_(c.kind == "anyone", c.name == "*")))
-        own = select(assigned.c.id).where(assigned.c.assignee == bindparam("user"))
-        query = query.where(h.id.in_(union_all(candidate, own)),
-                            or_(h.assignee.is_(None), h.assignee == bindparam("user")))
+    if by_user:  # the inbox entries of the user's principals: their own, their groups' and anyone's
+        query = query.where(h.id.in_(select(INBOX.c.task_id).where(
+            INBOX.c.principal.in_(bindparam("principals", expanding=True)))))
     return query
 
 
@@ -192,47 +198,65 @@ NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)  # tasks without a due date sort las
 COUNT_CAP = 1000  # counting stops here ("1,000+"): an exact count of 100,000 tasks would cost a scan each time
 
 
-def _inbox(by_process: bool, by_text: bool) -> sa.Select:
-    """The user's tasks (bind `user`, `groups`), shaped so the planner walks the sort index and stops early."""
-    h, i, c = HUMAN_TASK.c, INSTANCE.c, CANDIDATE.c
-    assignee = func.coalesce(h.assignee, "")  # not indexable on purpose: the due/created index drives the scan
-    candidate = select(c.task_id).where(c.task_id == h.id, or_(
-        and_(c.kind == "user", c.name == bindparam("user")),
-        and_(c.kind == "group", c.name.in_(bindparam("groups", expanding=True))),
-        and_(c.kind == "anyone", c.name == "*"))).exists()
-    about = select(INSTANCE.c.id).where(i.id == h.instance_id, i.status == "active")
-    query = select(HUMAN_TASK).where(or_(assignee == bindparam("user"), and_(assignee == "", candidate)),
-                                     about.exists())
-    if by_process:
-        query = query.where(h.process_id == bindparam("process_id"))
-    if by_text:
-        text = bindparam("text")
-        query = query.where(or_(func.lower(h.name).like(text), about.where(or_(
-            func.lower(i.title).like(text), func.lower(i.business_key).like(text),
-            func.lower(i.starter).like(text))).exists()))
-    return query
+def principals(user: str, groups: set[str]) -> list[str]:
+    """The inbox entries a user sees: their own, their groups' and anyone's."""
+    return [f"user:{user}", *(f"group:{g}" for g in sorted(groups)), "*"]
+
+
+def _entries(task: dict[str, Any] | sa.Row, about: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inbox rows of one human task: its assignee's, or else each candidate's (nobody named: anyone's)."""
+    task = dict(getattr(task, "_mapping", task))
+    if task["assignee"]:
+        names = [f"user:{task['assignee']}"]
+    else:
+        names = [f"user:{u}" for u in set(filter(None, task["candidate_users"].split(",")))]
+        names += [f"group:{g}" for g in set(filter(None, task["candidate_groups"].split(",")))]
+    text = " ".join(filter(None, (task["name"], about["title"], about["business_key"], about["starter"]))).lower()
+    return [{"principal": p, "task_id": task["id"], "instance_id": task["instance_id"],
+             "process_id": task["process_id"], "active": about["active"], "sort_due": task["sort_due"],
+             "created_at": task["created_at"], "text": text} for p in names or ["*"]]
+
+
+def _keys(columns: Any, sort: str) -> list[Any]:
+    if sort == "due":
+        return [columns.sort_due, columns.created_at, columns.task_id]
+    return [columns.created_at.desc(), columns.task_id.desc()]
+
+
+def _visible(count: int, by_process: bool, by_text: bool, sort: str) -> sa.Subquery:
+    """The first `depth` entries of each of the user's principals (bind p0.., `depth`), in sort order.
+
+    Each branch is one index range scan that stops early; a task seen through two principals appears twice.
+    """
+    e = INBOX.c
+    branches = []
+    for n in range(count):
+        branch = select(e.task_id, e.sort_due, e.created_at).where(e.principal == bindparam(f"p{n}"),
+                                                                   e.active.is_(True))
+        if by_process:
+            branch = branch.where(e.process_id == bindparam("process_id"))
+        if by_text:
+            branch = branch.where(e.text.like(bindparam("text")))
+        branches.append(select(*branch.order_by(*_keys(e, sort)).limit(bindparam("depth")).subquery().c))
+    return union_all(*branches).subquery() if count > 1 else branches[0].subquery()
 
 
 @cache
-def inbox_count(by_process: bool, by_text: bool) -> sa.Select:
-    capped = _inbox(by_process, by_text).with_only_columns(HUMAN_TASK.c.id).limit(COUNT_CAP + 1)
-    return select(func.count()).select_from(capped.subquery())
+def inbox_count(count: int, by_process: bool, by_text: bool) -> sa.Select:
+    """How many tasks the user sees, exact up to COUNT_CAP (bind depth=COUNT_CAP + 1)."""
+    seen = _visible(count, by_process, by_text, "due")
+    return select(func.count(seen.c.task_id.distinct()))
 
 
 @cache
-def inbox_page(by_process: bool, by_text: bool, sort: str) -> sa.Select:
-    """One page of the inbox (bind `limit`, `offset`) with what each task's instance is about."""
+def inbox_page(count: int, by_process: bool, by_text: bool, sort: str) -> sa.Select:
+    """One page of the inbox (bind `limit`, `offset`, depth=limit+offset) with what each task's instance is about."""
     h, i = HUMAN_TASK.c, INSTANCE.c
-    keys = ("sort_due", "created_at", "id") if sort == "due" else ("created_at", "id")
-
-    def order(columns: Any) -> list[Any]:
-        return [getattr(columns, k).desc() if sort != "due" and k == "created_at" else getattr(columns, k)
-                for k in keys]
-
-    page = _inbox(by_process, by_text).order_by(*order(h)).limit(bindparam("limit")).offset(bindparam("offset"))
-    shown = page.subquery()
-    return select(shown, i.title, i.business_key, i.starter).join(INSTANCE, i.id == shown.c.instance_id).order_by(
-        *order(shown.c))
+    seen = _visible(count, by_process, by_text, sort)
+    top = select(seen.c.task_id, seen.c.sort_due, seen.c.created_at).distinct().order_by(
+        *_keys(seen.c, sort)).limit(bindparam("limit")).offset(bindparam("offset")).subquery()
+    return select(HUMAN_TASK, i.title, i.business_key, i.starter).join(top, top.c.task_id == h.id).join(
+        INSTANCE, i.id == h.instance_id).order_by(*_keys(top.c, sort))
 
 
 def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:
@@ -261,12 +285,15 @@ def update_instance(conn: sa.Connection, instance_id: UUID, version: int, values
 
 
 def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, workflow: Any,
-                      before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
-    """Bring the inbox, job and subscription rows from what the instance waited on `before` to `after`."""
+                      before: list[dict[str, Any]], after: list[dict[str, Any]], about: dict[str, Any]) -> None:
+    """Bring the inbox, job and subscription rows from what the instance waited on `before` to `after`.
+
+    `about` is what the inbox shows and filters by: the instance's title, business key, starter, and whether active.
+    """
     old = {w["task_id"]: w for w in before}
     new = {w["task_id"]: w for w in after}
     _write_tasks(conn, instance_id, process_id, workflow, *_split(old, new, ("task",)),
-                 {i: w.get("assignee") for i, w in old.items()})
+                 {i: w.get("assignee") for i, w in old.items()}, about)
     gone, added, kept = _split(old, new, ("timer", "job"))
     if gone:
         conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
@@ -297,36 +324,43 @@ def _split(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], kinds
 
 
 def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workflow: Any, gone: list[str],
-                 added: list[dict[str, Any]], kept: list[dict[str, Any]], old_assignees: dict[str, str | None]
-                 ) -> None:
+                 added: list[dict[str, Any]], kept: list[dict[str, Any]], old_assignees: dict[str, str | None],
+                 about: dict[str, Any]) -> None:
     if gone:
         ids = [{"b_task": UUID(i)} for i in gone]
-        conn.execute(_delete_candidates, ids)
+        conn.execute(_delete_entries, ids)
         conn.execute(_delete_task, ids)
-    rows, candidates = [], []
-    for w in added:
-        task = workflow.get_task_from_id(UUID(w["task_id"]))
-        spec, info = task.task_spec, runtime.assignment(task)
-        rows.append({"id": task.id, "instance_id": instance_id, "process_id": process_id, "element_id": spec.bpmn_id,
-                     "name": spec.bpmn_name or spec.bpmn_id, "lane": spec.lane, "assignee": info.get("assignee"),
-                     "candidate_users": ",".join(info.get("candidate_users", [])),
-                     "candidate_groups": ",".join(info.get("candidate_groups", [])),
-                     "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
-                     "created_at": datetime.fromtimestamp(task.last_state_change, UTC),
-                     "due_at": datetime.fromisoformat(info["due"]) if info.get("due") else None,
-                     "sort_due": datetime.fromisoformat(info["due"]) if info.get("due") else NO_DUE})
-        candidates += [{"task_id": task.id, "kind": "user", "name": n} for n in set(info.get("candidate_users", []))]
-        candidates += [{"task_id": task.id, "kind": "group", "name": n} for n in set(info.get("candidate_groups", []))]
-        if not info.get("assignee") and not info.get("candidate_users") and not info.get("candidate_groups"):
-            candidates.append({"task_id": task.id, "kind": "anyone", "name": "*"})  # nobody named: anyone may
+    rows = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id) for w in added]
+    changed = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id) for w in kept
+               if w["assignee"] != old_assignees.get(w["task_id"])]
     if rows:
         conn.execute(_insert[HUMAN_TASK], rows)
-    if candidates:
-        conn.execute(_insert[CANDIDATE], candidates)
-    changed = [{"b_task": UUID(w["task_id"]), "assignee": w["assignee"]} for w in kept
-               if w["assignee"] != old_assignees.get(w["task_id"])]
-    if changed:
-        conn.execute(_assign, changed)
+    if changed:  # claimed, given back or reassigned: the task now shows in other inboxes
+        conn.execute(_assign, [{"b_task": r["id"], "assignee": r["assignee"]} for r in changed])
+        conn.execute(_delete_entries, [{"b_task": r["id"]} for r in changed])
+    entries = [e for r in rows + changed for e in _entries(r, about)]
+    if entries:
+        conn.execute(_insert[INBOX], entries)
+
+
+def _task_row(task: Any, instance_id: UUID, process_id: str) -> dict[str, Any]:
+    spec, info = task.task_spec, runtime.assignment(task)
+    due = datetime.fromisoformat(info["due"]) if info.get("due") else None
+    return {"id": task.id, "instance_id": instance_id, "process_id": process_id, "element_id": spec.bpmn_id,
+            "name": spec.bpmn_name or spec.bpmn_id, "lane": spec.lane, "assignee": info.get("assignee"),
+            "candidate_users": ",".join(info.get("candidate_users", [])),
+            "candidate_groups": ",".join(info.get("candidate_groups", [])),
+            "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
+            "created_at": datetime.fromtimestamp(task.last_state_change, UTC), "due_at": due,
+            "sort_due": due or NO_DUE}
+
+
+def refresh_inbox(conn: sa.Connection, instance_id: UUID, about: dict[str, Any]) -> None:
+    """Rewrite an instance's inbox rows after its status or title changed."""
+    conn.execute(_delete_instance_entries, {"b_instance": instance_id})
+    entries = [e for r in conn.execute(_instance_tasks, {"b_instance": instance_id}) for e in _entries(r, about)]
+    if entries:
+        conn.execute(_insert[INBOX], entries)
 
 
 def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:

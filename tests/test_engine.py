@@ -352,3 +352,98 @@ def test_inbox_pages_filters_and_counts_with_indexed_queries(database_url):
     assert engine.inbox("carl", page=4, size=2).items == ()
     assert engine.inbox("nobody").total == 0
     engine.close()
+
+
+SHARED = process('<bpmn:startEvent id="start"/>',
+                 '<bpmn:userTask id="review" name="Review" camunda:candidateGroups="clerks,buyers" '
+                 'camunda:candidateUsers="carl"/>',
+                 '<bpmn:userTask id="file" name="File" camunda:assignee="dora"/>',
+                 '<bpmn:endEvent id="end"/>', flows="start>review review>file file>end", process_id="shared")
+
+
+class Groups:
+    """carl is a clerk and a buyer, bea a buyer, dora in no group."""
+
+    def groups_of(self, user):
+        return {"carl": {"clerks", "buyers"}, "bea": {"buyers"}}.get(user, set())
+
+
+def test_a_task_seen_through_several_principals_shows_once(database_url):
+    engine = Engine(database_url, directory=Groups())
+    engine.deploy(SHARED)
+    for n in range(3):
+        engine.start("shared", {"item": f"Desk {n}"})
+    inbox = engine.inbox("carl", size=2)
+    assert (inbox.total, inbox.found, len(inbox.items)) == (3, 3, 2)
+    assert len({i.task.id for i in inbox.items + engine.inbox("carl", page=2, size=2).items}) == 3
+    assert len(engine.tasks(user="carl")) == 3
+    engine.close()
+
+
+def test_claiming_moves_a_task_out_of_the_others_inboxes_and_back(database_url):
+    engine = Engine(database_url, directory=Groups())
+    engine.deploy(SHARED)
+    engine.start("shared", {"item": "Desk"})
+    task = engine.inbox("bea").items[0].task
+    engine.claim(task.id, user="carl")
+    assert engine.inbox("bea").total == 0 and engine.tasks(user="bea") == []
+    assert engine.inbox("carl").items[0].task.assignee == "carl"
+    engine.unclaim(task.id, user="carl")
+    assert engine.inbox("bea").total == 1
+    engine.reassign(task.id, "dora", user="admin")
+    assert (engine.inbox("bea").total, engine.inbox("carl").total, engine.inbox("dora").total) == (0, 0, 1)
+    engine.close()
+
+
+def test_suspended_and_finished_instances_leave_the_inbox(database_url):
+    engine = Engine(database_url, directory=Groups())
+    engine.deploy(SHARED)
+    started = engine.start("shared", {"item": "Desk"})
+    engine.suspend(started.id, user="admin")
+    assert engine.inbox("bea").total == 0
+    engine.resume(started.id, user="admin")
+    task = engine.inbox("bea").items[0].task
+    engine.complete_task(task.id, {"item": "Standing desk"})  # host code may change the data
+    assert engine.inbox("bea").total == 0
+    assert engine.inbox("dora", text="standing").items[0].title == "Standing desk"  # the title follows the data
+    assert engine.inbox("dora", text="desk 2").found == 0
+    engine.complete_task(engine.inbox("dora").items[0].task.id, user="dora")
+    assert engine.inbox("dora").total == 0
+    engine.close()
+
+
+def test_inbox_counts_stop_at_the_cap(database_url, monkeypatch):
+    from baton.engine import store
+
+    monkeypatch.setattr(store, "COUNT_CAP", 3)
+    engine = Engine(database_url, directory=Groups())
+    engine.deploy(SHARED)
+    for n in range(5):
+        engine.start("shared", {"item": f"Chair {n}"})
+    inbox = engine.inbox("carl", text="chair", size=10)
+    assert (inbox.total, inbox.found, len(inbox.items)) == (4, 4, 5)  # "3+" for counts, every task on the page
+    engine.close()
+
+
+def test_upgrading_from_revision_0001_fills_the_inbox(sqlite_url):
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from baton.engine import store
+
+    engine = Engine(sqlite_url, directory=Groups())
+    engine.deploy(SHARED)
+    engine.start("shared", {"item": "Lamp"}, business_key="PO-7")
+    config = Config()
+    config.set_main_option("script_location", "baton.engine:migrations")
+    with engine.db.engine.execution_options(write=True).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    with engine.db.engine.connect() as conn:
+        assert "inbox_entry" not in sa.inspect(conn).get_table_names()
+    engine.close()
+    store._upgraded.clear()
+    upgraded = Engine(sqlite_url, directory=Groups())
+    assert [i.title for i in upgraded.inbox("bea", text="po-7").items] == ["Lamp"]
+    upgraded.close()
