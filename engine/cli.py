@@ -26,10 +26,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import accounts, orgfile, store
+from . import accounts, apikeys, orgfile, store
+from . import worker as work
 from .core import Engine
 from .errors import Conflict, EngineError, Forbidden, InvalidData, InvalidDiagram, InvalidState, NotFound
-from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, LintReport, TaskInfo
+from .info import STATUSES, DefinitionInfo, EventInfo, InstanceInfo, JobStatus, LintReport, TaskInfo
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(f"--{name}", type=json_object if name == "data" else None, help=helps.get(name))
 
     sub = command("deploy", lambda e, a: e.deploy(*diagrams(a.files), user=a.user), show_definitions,
-                  "deploy BPMN and DMN files together; unchanged files keep their version")
-    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn or .dmn file, or a folder of them")
+                  "deploy BPMN and DMN files (and the JSON-Schema forms they name) together; unchanged files keep "
+                  "their version")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn or .json file, or a folder of .bpmn "
+                     "and .dmn files")
     options(sub, "user")
     sub = command("lint", lambda e, a: e.lint(*diagrams(a.files)), show_lint,
                   "check diagrams without deploying them; exit 2 if any has errors")
-    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn or .dmn file, or a folder of them")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn or .json file, or a folder of .bpmn "
+                     "and .dmn files")
     sub = command("demo", demo, show_demo, "deploy the example processes and show how to start one")
     sub.add_argument("--processes", metavar="DIR", type=Path, default=PROCESSES,
                      help="the folder of example diagrams (default: ./processes)")
@@ -112,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--demo", action="store_true", help="set up the demo first (as `baton demo`), then serve")
     sub.add_argument("--processes", metavar="DIR", type=Path, default=PROCESSES,
                      help="the folder of example diagrams for --demo (default: ./processes)")
+    sub = command("worker", run_worker, show_job_status,
+                  "run due jobs (timers, service tasks, timer starts, mail) until stopped; many may share PostgreSQL")
+    sub.add_argument("--poll", type=float, metavar="SECONDS", help="how long to wait when no job is due "
+                     "(default: BATON_POLL_INTERVAL or 1)")
+    sub.add_argument("--status", action="store_true", help="show the jobs due, running, retrying and failed, "
+                     "then exit")
     sub = command("accounts", accounts_command, show_account, "sign-in accounts for the web app")
     actions = sub.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
     one = actions.add_parser("set", parents=[common], help="create an account or change its password and roles",
@@ -122,6 +132,19 @@ def parser() -> argparse.ArgumentParser:
     one.add_argument("--roles", type=roles_list, help="comma-separated: analyst (deploys), admin (sees and acts on "
                                                       "every instance); '' for none (default: keep, or none)")
     one.add_argument("--password", help="the new password (default: a generated one, printed)")
+    sub = command("apikey", apikey_command, show_apikeys, "API keys: a program sends one to act as a person")
+    actions = sub.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    for action, summary in (("create", "make a key acting as USER and print its secret, once"),
+                            ("list", "every key (never their secrets)"), ("revoke", "delete a key")):
+        one = actions.add_parser(action, parents=[common], help=summary, description=summary, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        if action == "create":
+            one.add_argument("username", metavar="USER")
+            one.add_argument("name", metavar="NAME", help="what the key is for, e.g. erp-webhook")
+        elif action == "list":
+            one.add_argument("--user", help="only this user's keys")
+        else:
+            one.add_argument("key", metavar="ID", help="the key's id (or its name, if no other key has it)")
 
     sub = command("start", lambda e, a: e.start(a.process_id, a.data, user=a.user, business_key=a.business_key),
                   show_instance, "start the newest version of a process")
@@ -267,7 +290,7 @@ def serve(engine: Engine, args: argparse.Namespace) -> None:
         print(show_demo(demo(engine, args)), flush=True)
     app = create_app({"BATON_DATABASE_URL": engine.database_url})
     stop = threading.Event()
-    worker = threading.Thread(target=work, args=(app.extensions["baton"], app.config["BATON_POLL_INTERVAL"], stop),
+    worker = threading.Thread(target=work.work, args=(app.extensions["baton"], app.config["BATON_POLL_INTERVAL"], stop),
                               name="baton-worker", daemon=True)
     worker.start()
     print(f"baton: serving http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
@@ -282,20 +305,26 @@ def serve(engine: Engine, args: argparse.Namespace) -> None:
         app.extensions["baton"].close()
 
 
+def run_worker(engine: Engine, args: argparse.Namespace) -> JobStatus | None:
+    if args.status:
+        return engine.job_status()
+    print(f"baton: worker {engine.worker_id} on {engine.db.engine.url.render_as_string()} (Ctrl+C to stop)",
+          flush=True)
+    work.run(engine, args.poll or engine.settings.poll_interval)
+    return None
+
+
+def show_job_status(status: JobStatus | None) -> str:
+    if status is None:
+        return "baton: worker stopped"
+    overdue = f"{status.oldest_overdue_seconds:.1f} s" if status.oldest_overdue_seconds is not None else "none"
+    return (f"due now        {status.due}\nrunning        {status.running}\nretrying       {status.retrying}\n"
+            f"failed         {status.failed} (open incidents)\nscheduled      {status.scheduled}\n"
+            f"oldest overdue {overdue}")
+
+
 def interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def work(engine: Engine, interval: float, stop: threading.Event) -> None:
-    """Run due jobs every `interval` seconds until `stop` is set; a failing round is logged, never fatal."""
-    while not stop.is_set():
-        try:
-            ran = engine.run_due_jobs()
-            if ran:
-                log.info("worker ran %d jobs", ran)
-        except Exception:  # the web app keeps serving; the next round tries again
-            log.exception("worker round failed")
-        stop.wait(interval)
 
 
 def accounts_command(engine: Engine, args: argparse.Namespace) -> Account:
@@ -303,6 +332,31 @@ def accounts_command(engine: Engine, args: argparse.Namespace) -> Account:
     accounts.set_password(engine.db.engine, args.username, password, args.roles)
     signed = accounts.account(engine.db.engine, args.username)
     return Account(args.username, None if args.password else password, tuple(sorted(signed.roles if signed else ())))
+
+
+@dataclasses.dataclass(frozen=True)
+class NewKey:
+    username: str
+    name: str
+    secret: str
+
+
+def apikey_command(engine: Engine, args: argparse.Namespace) -> NewKey | list[apikeys.KeyInfo] | apikeys.KeyInfo:
+    if args.action == "create":
+        return NewKey(args.username, args.name, apikeys.create(engine.db.engine, args.username, args.name))
+    if args.action == "list":
+        return apikeys.keys(engine.db.engine, args.user)
+    return apikeys.revoke(engine.db.engine, args.key)
+
+
+def show_apikeys(result: NewKey | list[apikeys.KeyInfo] | apikeys.KeyInfo) -> str:
+    if isinstance(result, NewKey):
+        return (f"API key {result.name!r} for {result.username}:\n{result.secret}\n"
+                "Keep it now: it is stored hashed and will not be shown again.")
+    if isinstance(result, apikeys.KeyInfo):
+        return f"revoked API key {result.id} ({result.name!r} of {result.username})"
+    return table(("ID", "NAME", "USER", "CREATED", "LAST USED"),
+                 ((k.id, k.name, k.username, k.created, k.last_used) for k in result))
 
 
 def roles_list(text: str) -> tuple[str, ...]:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in _env(name, "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -19,3 +24,7 @@ class Settings:
     smtp_url: str = field(default_factory=lambda: _env("BATON_SMTP_URL", ""))
     mail_from: str = field(default_factory=lambda: _env("BATON_MAIL_FROM", "baton@localhost"))
     script_memory_mb: int = field(default_factory=lambda: int(_env("BATON_SCRIPT_MEMORY", "256")))
+    webhook_secret: str = field(default_factory=lambda: _env("BATON_WEBHOOK_SECRET", ""), repr=False)
+    job_lease: timedelta = field(default_factory=lambda: timedelta(seconds=float(_env("BATON_JOB_LEASE", "300"))))
+    poll_interval: float = field(default_factory=lambda: float(_env("BATON_POLL_INTERVAL", "1")))
+    http_allow: tuple[str, ...] = field(default_factory=lambda: _list("BATON_HTTP_ALLOW"))  # empty: any host

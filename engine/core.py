@@ -5,55 +5,48 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session
 
-from . import forms, mail, parsing, runtime, store
+from . import forms, jobs, mail, rows, runtime, store
 from .clock import clock
 from .config import Settings
+from .connectors import BUILTIN as BUILTIN_CONNECTORS
+from .deployment import Deployment, find_definition
 from .directory import Directory, SqlDirectory
 from .directory import functions as directory_functions
 from .errors import (
-    Conflict,
     DefinitionNotFound,
     Forbidden,
     IncidentNotFound,
     InstanceNotFound,
     InvalidData,
-    InvalidDiagram,
     InvalidState,
-    NotFound,
     TaskNotFound,
 )
+from .executor import Executor
 from .info import (
     STATUSES,
-    DefinitionInfo,
     EventInfo,
     FormField,
     Inbox,
     InboxItem,
-    IncidentInfo,
     InstanceInfo,
-    LintReport,
     TaskInfo,
-    Waiting,
 )
+from .messaging import Messaging
 from .models import Definition, Event, HumanTask, Incident, Instance, Job, Outbox, Subscription, now
 from .scripting import Sandbox
-from .specs import dump_spec, dump_state, from_plain, load_spec, load_state
+from .specs import dump_state, from_plain, load_spec, load_state
 
 log = logging.getLogger(__name__)
 
-Source = Path | str | bytes
 RESERVED = ("starter",)
 CACHED_WORKFLOWS = 256
 
@@ -68,7 +61,7 @@ class Loaded:
         self.row, self.workflow = row, workflow
 
 
-class Engine:
+class Engine(Deployment, Executor, Messaging):
     """Deploy BPMN, run durable instances, and drive them; the contract the web app, API and CLI use."""
 
     def __init__(self, database_url: str | None = None, *, connectors: Mapping[str, Callable[..., Any]] | None = None,
@@ -77,7 +70,8 @@ class Engine:
         self.settings = Settings()
         self.database_url = database_url or self.settings.database_url
         self.db = store.Store(store.connect(self.database_url))
-        self.connectors = dict(connectors or {})
+        self.connectors = {**BUILTIN_CONNECTORS, **(connectors or {})}
+        self.worker_id = jobs.owner()  # this engine's name on the job leases it holds
         self.directory: Directory = directory or SqlDirectory(self.db.engine)
         self._local = threading.local()  # the step a script's notify() belongs to, per thread
         builtin = {"notify": self._notify, "now": clock.now,
@@ -109,57 +103,6 @@ class Engine:
         finally:
             self._local.step = None
 
-    # Diagrams
-
-    def lint(self, *sources: Source) -> LintReport:
-        """Check diagrams without deploying them: every problem of every file at once."""
-        return LintReport(tuple(self._parse(sources).problems))
-
-    def deploy(self, *sources: Source, user: str | None = None) -> list[DefinitionInfo]:
-        """Deploy BPMN and DMN files together; identical XML is a no-op, changed XML a new version."""
-        parsed = self._parse(sources)
-        if parsed.errors:
-            raise InvalidDiagram(parsed.errors)
-        deployed = []
-        with self.db.write() as session:
-            for process_id, (spec, subprocesses) in parsed.processes.items():
-                src = parsed.files[process_id]
-                checksum = parsing.Source("", src.content + b"".join(
-                    s.content for s in parsed.files.values() if s is not src and s.name in _called_files(
-                        subprocesses, parsed))).checksum
-                latest = _latest(session, process_id)
-                if latest is not None and latest.checksum == checksum:
-                    deployed.append(_definition_info(latest))
-                    continue
-                row = Definition(process_id=process_id, version=latest.version + 1 if latest else 1,
-                                 name=parsed.names.get(process_id), filename=src.name, checksum=checksum,
-                                 xml=src.content, spec=dump_spec(spec, subprocesses), deployed_by=user)
-                session.add(row)
-                session.flush()
-                deployed.append(_definition_info(row))
-        for info in deployed:
-            log.info("deployed %s version %s by %s", info.process_id, info.version, user or "host")
-        return deployed
-
-    def definitions(self) -> list[DefinitionInfo]:
-        """Every deployed version of every process, newest first within each process."""
-        with self.db.read() as session:
-            rows = session.scalars(select(Definition).order_by(Definition.process_id, Definition.version.desc()))
-            return [_definition_info(r) for r in rows]
-
-    def definition(self, process_id: str, version: int | None = None) -> DefinitionInfo:
-        with self.db.read() as session:
-            return _definition_info(_definition(session, process_id, version))
-
-    def diagram(self, process_id: str, version: int | None = None) -> bytes:
-        """The XML exactly as it was deployed."""
-        with self.db.read() as session:
-            return _definition(session, process_id, version).xml
-
-    def _parse(self, sources: Iterable[Source]) -> parsing.Parsed:
-        items = [parsing.source(s, i) for i, s in enumerate(sources)]
-        return parsing.parse(items, max_bytes=self.settings.max_diagram_bytes, check=self.sandbox.check)
-
     # Instances
 
     def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, user: str | None = None,
@@ -173,46 +116,64 @@ class Engine:
                 Definition.process_id == process_id).order_by(Definition.version.desc()).limit(1)).first()
             if definition is None:
                 raise DefinitionNotFound(process_id)
-            spec, subprocesses = self._spec(conn, definition.id)
-        workflow = runtime.create(spec, subprocesses, self.script_engine)
-        reserved = {"starter": user}
+            spec, _ = self._spec(conn, definition.id)
         fields = start_form(spec)
         if user is not None and fields:
-            start_data = forms.accept(fields, data) | reserved
+            start_data = forms.accept(fields, data)
         else:
             start_data = {k: v for k, v in (data or {}).items() if k not in RESERVED}
             given = [f for f in fields if f["id"] in start_data or f.get("default") is not None]
-            start_data |= forms.accept(given, start_data) | reserved  # typed, and the form's defaults filled in
+            start_data |= forms.accept(given, start_data)  # typed, and the form's defaults filled in
+        return self._create(definition, process_id, start_data, user=user, business_key=business_key)
+
+    def _create(self, definition: Any, process_id: str, data: dict[str, Any], *, user: str | None = None,
+                business_key: str | None = None, trigger: str | None = None,
+                then: Callable[[Any, runtime.Step], None] | None = None,
+                within: Callable[[Any, UUID], None] | None = None) -> InstanceInfo:
+        """Create an instance of a definition (id, version) from its `trigger` start event and run until it waits.
+
+        `then` acts on the new workflow (fires the timer, delivers the message); `within` writes in the same
+        transaction (the lease of the job or the message that started it).
+        """
+        with self.db.reading() as conn:
+            spec, subprocesses = self._spec(conn, definition.id)
+        workflow = runtime.create(spec, subprocesses, self.script_engine)
+        reserved = {"starter": user}
         with self._stepping(runtime.Step()) as step:
-            runtime.start(workflow, start_data, step, user=user)
+            runtime.start(workflow, data | reserved, step, user=user, trigger=trigger)
+            if then is not None and step.failure is None:
+                then(workflow, step)
         values, waiting = self._values(workflow, step, None, reserved)
         self._pause("before_write")
         row = {"id": uuid4(), "definition_id": definition.id, "process_id": process_id,
                "definition_version": definition.version, "business_key": business_key, "starter": user,
                "version": 1, "created_at": values["updated_at"], "ended_at": None, **values}
         with self.db.writing() as conn:
+            if within is not None:
+                within(conn, row["id"])
             store.insert_instance(conn, row)
             self._pause("written")
             store.write_projections(conn, row["id"], process_id, workflow, [], waiting, _about(row))
             store.write_history(conn, row["id"], step)
-            info = _instance_info(conn, SimpleNamespace(**row))
+            info = rows.instance_info(conn, SimpleNamespace(**row))
         self._remember(row["id"], 1, workflow, values["status"])
-        log.info("instance %s of %s started by %s", row["id"], process_id, user or "host")
+        log.info("instance %s of %s started by %s", row["id"], process_id, user or trigger or "host")
+        self._after(row["id"], [], waiting, step)
         return info
 
     def start_form(self, process_id: str) -> tuple[FormField, ...]:
         """The fields of the newest version's start form (empty when the process declares none)."""
         with self.db.read() as session:
-            definition = _definition(session, process_id, None)
+            definition = find_definition(session, process_id, None)
             spec, _ = self._spec(session.connection(), definition.id)
-        return tuple(_field(f) for f in start_form(spec))
+        return tuple(rows.field(f) for f in start_form(spec))
 
     def instance(self, instance_id: UUID | str) -> InstanceInfo:
         with self.db.read() as session:
             row = session.get(Instance, _uuid(instance_id))
             if row is None:
                 raise InstanceNotFound(instance_id)
-            return _instance_info(session, row)
+            return rows.instance_info(session, row)
 
     def instances(self, *, process_id: str | None = None, status: str | None = None, starter: str | None = None,
                   business_key: str | None = None, waiting_on: str | None = None, incidents: bool | None = None,
@@ -231,8 +192,8 @@ class Engine:
             has = exists().where(Incident.instance_id == Instance.id, Incident.resolved_at.is_(None))
             query = query.where(has if incidents else ~has)
         with self.db.read() as session:
-            rows = session.scalars(query if data else query.limit(limit).offset(offset)).all()
-            found = [_instance_info(session, r) for r in rows]
+            found = [rows.instance_info(session, r) for r in session.scalars(
+                query if data else query.limit(limit).offset(offset)).all()]
         if data:
             found = [i for i in found if all(i.data.get(k) == v for k, v in data.items())][offset:offset + limit]
         return found
@@ -240,18 +201,18 @@ class Engine:
     def activity(self, instance_id: UUID | str) -> dict[str, int]:
         """How often each element completed, from the history (never from the pruned task tree)."""
         with self.db.reading() as conn:
-            rows = conn.execute(select(Event.element_id, func.count()).where(
+            counts = conn.execute(select(Event.element_id, func.count()).where(
                 Event.instance_id == _uuid(instance_id), Event.kind == "completed",
                 Event.element_id.is_not(None)).group_by(Event.element_id))
-            return {element_id: count for element_id, count in rows}
+            return {element_id: count for element_id, count in counts}
 
     def history(self, instance_id: UUID | str) -> list[EventInfo]:
         with self.db.read() as session:
             if session.get(Instance, _uuid(instance_id)) is None:
                 raise InstanceNotFound(instance_id)
-            rows = session.scalars(select(Event).where(Event.instance_id == _uuid(instance_id)).order_by(Event.id))
+            events = session.scalars(select(Event).where(Event.instance_id == _uuid(instance_id)).order_by(Event.id))
             return [EventInfo(r.id, r.instance_id, r.at, r.kind, r.element_id, r.name, r.user,
-                              from_plain(json.loads(r.data))) for r in rows]
+                              from_plain(json.loads(r.data))) for r in events]
 
     # Human tasks
 
@@ -262,7 +223,7 @@ class Engine:
         params = {"instance_id": _uuid(instance_id) if instance_id is not None else None, "process_id": process_id,
                   "principals": store.principals(user, self._groups(user)) if user is not None else []}
         with self.db.reading() as conn:
-            return [_task_info(r) for r in conn.execute(query, params)]
+            return [rows.task_info(r) for r in conn.execute(query, params)]
 
     def inbox(self, user: str, *, process_id: str | None = None, text: str | None = None, sort: str = "due",
               page: int = 1, size: int = 25) -> Inbox:
@@ -270,17 +231,21 @@ class Engine:
         if sort not in ("due", "created"):
             raise InvalidData("sort must be due or created")
         names = store.principals(user, self._groups(user))
-        text = f"%{text.strip().lower()}%" if text and text.strip() else None
+        dialect = self.db.engine.dialect.name
+        text = store.search_terms(text, dialect)
         params = {f"p{n}": name for n, name in enumerate(names)} | {
             "process_id": process_id, "text": text, "limit": size, "offset": (max(page, 1) - 1) * size}
         capped = params | {"depth": store.COUNT_CAP + 1}
+        filtered = (len(names), process_id is not None, text is not None)
         with self.db.reading() as conn:  # counts stop at store.COUNT_CAP + 1: show "1,000+" beyond the cap
-            total = conn.execute(store.inbox_count(len(names), False, False), capped).scalar_one()
+            few = text is not None and conn.execute(store.search_count(dialect), {
+                "text": text, "cap": store.FEW}).scalar_one() < store.FEW
+            total = conn.execute(store.inbox_count(len(names), False, False, dialect), capped).scalar_one()
             found = total if not (process_id or text) else conn.execute(
-                store.inbox_count(len(names), process_id is not None, text is not None), capped).scalar_one()
-            rows = conn.execute(store.inbox_page(len(names), process_id is not None, text is not None, sort),
+                store.inbox_count(*filtered, dialect, few), capped).scalar_one()
+            page_rows = conn.execute(store.inbox_page(*filtered, sort, dialect, few),
                                 params | {"depth": params["limit"] + params["offset"]})
-            items = tuple(InboxItem(_task_info(r), r.title or r.business_key, r.starter) for r in rows)
+            items = tuple(InboxItem(rows.task_info(r), r.title or r.business_key, r.starter) for r in page_rows)
         return Inbox(items, min(total, store.COUNT_CAP + 1), min(found, store.COUNT_CAP + 1))
 
     def task(self, task_id: UUID | str, *, user: str | None = None) -> TaskInfo:
@@ -289,7 +254,7 @@ class Engine:
             if row is None:
                 raise TaskNotFound(task_id)
             self._check_may_act(row.id, row.assignee, row.candidate_users, row.candidate_groups, user)
-            return _task_info(row)
+            return rows.task_info(row)
 
     def claim(self, task_id: UUID | str, *, user: str) -> TaskInfo:
         """Take a task claimable by the user's groups, so that nobody else works on it."""
@@ -379,27 +344,7 @@ class Engine:
         return self._change(instance_id, lambda loaded, step: runtime.retry(
             loaded.workflow, incident.task_id, clean, step, user=user), allowed=("error",))
 
-    # Jobs: the job-executor issue runs these from a worker with leases; here they run when asked.
-
-    def run_due_jobs(self, *, limit: int = 100) -> int:
-        """Fire due timers and call due service tasks' connectors, each as its own step; returns how many ran."""
-        with self.db.reading() as conn:
-            due = conn.execute(select(Job.id, Job.instance_id, Job.task_id, Job.kind).where(
-                Job.due_at <= now()).order_by(Job.due_at).limit(limit)).all()
-        ran = 0
-        for job in due:
-            try:
-                if job.kind == "timer":
-                    self._change(job.instance_id, lambda loaded, step: runtime.fire_timers(loaded.workflow, step),
-                                 allowed=("active",))
-                else:
-                    self._change(job.instance_id, lambda loaded, step, job=job: self._call(loaded, job.task_id, step),
-                                 allowed=("active",))
-                ran += 1
-            except (Conflict, InvalidState, NotFound) as exc:
-                log.info("job %s skipped: %s", job.id, exc)
-        self.send_outbox()
-        return ran
+    # Notifications
 
     def send_outbox(self) -> int:
         """Send pending notifications through BATON_SMTP_URL; without it they wait in the outbox. How many went."""
@@ -410,18 +355,6 @@ class Engine:
         except OSError as exc:  # the mail server is away: the rows stay unsent and go next round
             log.warning("outbox not sent: %s", exc)
             return 0
-
-    def _call(self, loaded: Loaded, task_id: UUID, step: runtime.Step) -> None:
-        task = runtime.service_task(loaded.workflow, task_id)
-        connector = self.connectors.get(task.task_spec.connector or "")
-        try:
-            if connector is None:
-                raise LookupError(f"no connector named '{task.task_spec.connector}' is registered")
-            result = connector(runtime.service_input(loaded.workflow, task))
-        except Exception as exc:  # a connector is host code: whatever it raises becomes an incident
-            runtime.fail_service(loaded.workflow, task, exc, step)
-            return
-        runtime.complete_service(loaded.workflow, task, result, step)
 
     def outbox(self, *, unsent: bool = True) -> list[dict[str, Any]]:
         """Notifications written by diagrams, oldest first."""
@@ -444,17 +377,22 @@ class Engine:
         return self._apply(loaded, lambda loaded, step: act(loaded, row, step), allowed=("active",))
 
     def _change(self, instance_id: UUID | str, act: Callable[[Loaded, runtime.Step], None], *,
-                allowed: tuple[str, ...], status: str | None = None) -> InstanceInfo:
+                allowed: tuple[str, ...], status: str | None = None,
+                within: Callable[[Any, UUID], None] | None = None) -> InstanceInfo:
         with self.db.reading() as conn:
             row = store.instance_row(conn, _uuid(instance_id))
             if row is None:
                 raise InstanceNotFound(instance_id)
             loaded = self._load(conn, row)
-        return self._apply(loaded, act, allowed=allowed, status=status)
+        return self._apply(loaded, act, allowed=allowed, status=status, within=within)
 
     def _apply(self, loaded: Loaded, act: Callable[[Loaded, runtime.Step], None], *,
-               allowed: tuple[str, ...], status: str | None = None) -> InstanceInfo:
-        """Act on the workflow in memory, then write it if nobody else wrote since it was read."""
+               allowed: tuple[str, ...], status: str | None = None,
+               within: Callable[[Any, UUID], None] | None = None) -> InstanceInfo:
+        """Act on the workflow in memory, then write it if nobody else wrote since it was read.
+
+        `within` writes in the same transaction (a job's lease, a delivered message's record).
+        """
         self._pause("loaded")
         if loaded.status not in allowed:
             raise InvalidState(f"instance {loaded.id} is {loaded.status}")
@@ -463,6 +401,8 @@ class Engine:
         values, waiting = self._values(loaded.workflow, step, status, {"starter": loaded.starter})
         self._pause("before_write")
         with self.db.writing() as conn:
+            if within is not None:
+                within(conn, loaded.id)
             store.update_instance(conn, loaded.id, loaded.version, values)
             self._pause("written")
             if loaded.status == "error" and values["status"] != "error":  # a new failure replaces it in history
@@ -473,9 +413,10 @@ class Engine:
             if about["active"] != (loaded.status == "active") or values["title"] != loaded.row.title:
                 store.refresh_inbox(conn, loaded.id, about)
             store.write_history(conn, loaded.id, step)
-            info = _instance_info(conn, SimpleNamespace(**{**loaded.row._mapping, **values,
+            info = rows.instance_info(conn, SimpleNamespace(**{**loaded.row._mapping, **values,
                                                             "version": loaded.version + 1}))
         self._remember(loaded.id, loaded.version + 1, loaded.workflow, values["status"])
+        self._after(loaded.id, loaded.waiting, waiting, step)
         return info
 
     def _values(self, workflow: Any, step: runtime.Step, status: str | None, reserved: dict[str, Any]
@@ -546,10 +487,6 @@ def start_form(spec: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _called_files(subprocesses: dict[str, Any], parsed: parsing.Parsed) -> set[str]:
-    return {parsed.files[p].name for p in subprocesses if p in parsed.files}
-
-
 def _uuid(value: UUID | str) -> UUID:
     if isinstance(value, UUID):
         return value
@@ -557,40 +494,6 @@ def _uuid(value: UUID | str) -> UUID:
         return UUID(str(value))
     except ValueError:
         raise InvalidData(f"'{value}' is not a valid id") from None
-
-
-def _latest(session: Session, process_id: str) -> Definition | None:
-    return session.scalars(select(Definition).where(Definition.process_id == process_id)
-                           .order_by(Definition.version.desc()).limit(1)).first()
-
-
-def _definition(session: Session, process_id: str, version: int | None) -> Definition:
-    if version is None:
-        row = _latest(session, process_id)
-    else:
-        row = session.scalars(select(Definition).where(Definition.process_id == process_id,
-                                                       Definition.version == version)).first()
-    if row is None:
-        raise DefinitionNotFound(process_id, version)
-    return row
-
-
-def _definition_info(row: Definition) -> DefinitionInfo:
-    return DefinitionInfo(row.id, row.process_id, row.version, row.name, row.filename, row.checksum,
-                          row.deployed_by, row.deployed_at)
-
-
-def _field(f: dict[str, Any]) -> FormField:
-    return FormField(f["id"], f["label"], f["type"], f.get("default"), f.get("required", False),
-                     f.get("readonly", False), f.get("constraints", {}),
-                     tuple((v["id"], v["name"]) for v in f.get("values", [])))
-
-
-def _task_info(row: HumanTask) -> TaskInfo:
-    form = tuple(_field(f) for f in json.loads(row.form))
-    return TaskInfo(row.id, row.name or row.element_id, row.element_id, row.instance_id, row.process_id, row.lane,
-                    row.assignee, tuple(filter(None, row.candidate_users.split(","))),
-                    tuple(filter(None, row.candidate_groups.split(","))), form, row.created_at, row.due_at)
 
 
 def _waiting_clause(kind: str) -> Any:
@@ -609,20 +512,3 @@ def _about(row: Mapping[str, Any]) -> dict[str, Any]:
     """What the inbox shows of an instance and filters by."""
     return {"title": row["title"], "business_key": row["business_key"], "starter": row["starter"],
             "active": row["status"] == "active"}
-
-
-def _when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _instance_info(session: Session, row: Instance) -> InstanceInfo:
-    incidents: tuple[IncidentInfo, ...] = ()
-    if row.status in ("error", "suspended"):
-        query = select(Incident.__table__).where(Incident.instance_id == row.id, Incident.resolved_at.is_(None))
-        incidents = tuple(IncidentInfo(i.id, i.task_id, i.element_id, i.error_type, i.message, i.line, i.created_at)
-                          for i in session.execute(query.order_by(Incident.created_at)))
-    waiting = tuple(Waiting(w["kind"], w["element_id"], w["name"], _when(w["due"]), UUID(w["task_id"]))
-                    for w in json.loads(row.waiting))
-    return InstanceInfo(row.id, row.process_id, row.definition_version, row.status, row.business_key, row.starter,
-                        from_plain(json.loads(row.data)), row.created_at, row.updated_at, row.ended_at, waiting,
-                        incidents)

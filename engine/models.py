@@ -39,7 +39,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-SCHEMA_REVISION = "0003"  # the newest Alembic revision under migrations/versions
+SCHEMA_REVISION = "0004"  # the newest Alembic revision under migrations/versions
 
 
 def now() -> datetime:
@@ -105,6 +105,10 @@ class HumanTask(Base):
     created_at: Mapped[datetime]
     due_at: Mapped[datetime | None]
     sort_due: Mapped[datetime]  # due_at, or far in the future: the inbox's sort key
+    # What the inbox search finds it by: its name, its instance's title, business key and starter, lowercased.
+    # Indexed for full-text search outside this model (migration 0004): on PostgreSQL a GIN index on its tsvector,
+    # on SQLite the FTS5 table human_task_search kept by triggers (rebuild it if a migration recreates this table).
+    text: Mapped[str] = mapped_column(Text, default="")
 
 
 class InboxEntry(Base):
@@ -122,7 +126,6 @@ class InboxEntry(Base):
     active: Mapped[bool]  # the instance is active (not suspended, failed or ended)
     sort_due: Mapped[datetime]
     created_at: Mapped[datetime]
-    text: Mapped[str] = mapped_column(Text)  # lowercased task name, title, business key and starter: the filter
     __table_args__ = (Index("ix_inbox_due", "principal", "active", "sort_due", "created_at", "task_id"),
                       Index("ix_inbox_created", "principal", "active", "created_at", "task_id"))
 
@@ -181,7 +184,7 @@ class Message(Base):
     __tablename__ = "message"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(255))
-    message_id: Mapped[str | None] = mapped_column(String(255), index=True)  # the sender's id: delivered once
+    message_id: Mapped[str | None] = mapped_column(String(255), unique=True)  # the sender's id: delivered once
     key: Mapped[str] = mapped_column(String(512), default="{}")
     business_key: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[str] = mapped_column(Text, default="{}")
@@ -276,6 +279,7 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None]  # a worker is sending it, or it waits to be retried, until then
 
 
 class Account(Base):

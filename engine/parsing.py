@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser as Spiff
 from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask
 
+from . import forms, normalize
 from .errors import InvalidDiagram, Problem
 from .specs import ServiceTask
 
@@ -26,16 +28,22 @@ log = logging.getLogger(__name__)
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
+SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 DMN_PREFIX = "https://www.omg.org/spec/DMN/"
-NS = {"bpmn": BPMN, "camunda": CAMUNDA}
+NS = {"bpmn": BPMN, "camunda": CAMUNDA, "spiffworkflow": SPIFF}
+# SpiffArena's properties naming the JSON-Schema form (and its UI schema) of a user task.
+SCHEMA, UI_SCHEMA = "formJsonSchemaFilename", "formUiSchemaFilename"
 ISO_8601 = re.compile(r"^(R\d*/)?([-+\d:.TZW]+/)?P(?=\d|T\d)[\dYMWD.]*(T[\dHMS.]*)?(/[-+\d:.TZ]+)?$"
                       r"|^\d{4}-\d\d-\d\d(T[\d:.]+(Z|[+-]\d\d:?\d\d)?)?$")
 NAIVE_DATE = re.compile(r"^\d{4}-\d\d-\d\d(T[\d:.]+)?$")
 UNSUPPORTED = {"complexGateway": "complex gateways are not supported",
-               "linkEventDefinition": "link events are not supported yet: draw the flow as a sequence flow",
                "compensateEventDefinition": "compensation is not supported"}
-# SpiffWorkflow names two internal tasks of every process like this; an element with the same id breaks it.
-RESERVED_IDS = {"Start", "End", "Root"}
+# SpiffWorkflow's messages that say something an analyst can act on, in the analyst's words.
+REWORDED = [(re.compile(r'No DMN Diagram available with id "(.*?)"'),
+             "the decision '{0}' is not among the uploaded files: upload its DMN file together with this diagram"),
+            (re.compile(r"The process '(.*?)' was not found"),
+             "the called process '{0}' is not among the uploaded files: upload its file together with this diagram"),
+            (re.compile(r"Time Specification Error"), "the timer's date, duration or cycle cannot be read")]
 
 _safe_parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                                remove_comments=False)
@@ -61,10 +69,19 @@ class Parsed:
     files: dict[str, Source] = field(default_factory=dict)  # process id -> file it came from
     names: dict[str, str | None] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    schemas: dict[str, list[Source]] = field(default_factory=dict)  # process id -> JSON files its forms come from
+    notes: list[Problem] = field(default_factory=list)  # what the import rewrote to run a diagram as drawn
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
+
+    def used(self, process_id: str, called: Iterable[str]) -> list[Source]:
+        """The files besides its own that a process's definition is built from: its called processes', its forms'."""
+        src, called = self.files[process_id], list(called)
+        names = {self.files[p].name for p in called if p in self.files}
+        return [s for s in self.files.values() if s is not src and s.name in names] + \
+            [s for p in (process_id, *called) for s in self.schemas.get(p, [])]
 
 
 def source(item: Path | str | bytes, index: int = 0) -> Source:
@@ -74,11 +91,33 @@ def source(item: Path | str | bytes, index: int = 0) -> Source:
     return Source(path.name, path.read_bytes())
 
 
-def read_xml(src: Source, max_bytes: int) -> etree._Element:
-    """Parse untrusted XML: no DTD, no entities, no network, bounded size."""
+def is_json(src: Source) -> bool:
+    return Path(src.name).suffix.lower() == ".json"
+
+
+def check_size(src: Source, max_bytes: int) -> None:
     if len(src.content) > max_bytes:
         raise InvalidDiagram([Problem(src.name, None, None, f"the file is {len(src.content):,} bytes; "
                                       f"the limit is {max_bytes:,} (BATON_MAX_DIAGRAM_BYTES)")])
+
+
+def read_json(src: Source, max_bytes: int) -> Any:
+    """Parse an uploaded JSON file (a form schema), bounded in size."""
+    check_size(src, max_bytes)
+    try:
+        return json.loads(src.content)
+    except UnicodeDecodeError as exc:
+        raise InvalidDiagram([Problem(src.name, None, None, "the file is not UTF-8 text")]) from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidDiagram([Problem(src.name, exc.lineno, None, f"the file is not valid JSON: {exc.msg}")]
+                             ) from exc
+    except (ValueError, RecursionError) as exc:  # numbers too long, arrays nested too deep
+        raise InvalidDiagram([Problem(src.name, None, None, f"the file cannot be read as JSON: {exc}")]) from exc
+
+
+def read_xml(src: Source, max_bytes: int) -> etree._Element:
+    """Parse untrusted XML: no DTD, no entities, no network, bounded size."""
+    check_size(src, max_bytes)
     doctype = re.search(rb"<!DOCTYPE", src.content, re.IGNORECASE)
     if doctype:
         line = src.content.count(b"\n", 0, doctype.start()) + 1
@@ -123,7 +162,7 @@ def timer_expression(text: str | None) -> str | None:
     return python_expression(text)
 
 
-def normalize(root: etree._Element) -> None:
+def normalize_expressions(root: etree._Element) -> None:
     """Rewrite expressions in place so SpiffWorkflow reads them as Python; line numbers stay as they were."""
     for tag in ("timeDuration", "timeDate", "timeCycle"):
         for node in root.iter(f"{{{BPMN}}}{tag}"):
@@ -162,21 +201,89 @@ def form_fields(node: etree._Element) -> list[dict[str, Any]]:
     return fields
 
 
-def baton_extensions(node: etree._Element) -> dict[str, Any]:
+def properties(node: etree._Element) -> dict[str, str]:
+    """An element's `camunda:properties` and `spiffworkflow:properties`, by name."""
+    found: dict[str, str] = {}
+    for path in ("camunda:properties/camunda:property", "spiffworkflow:properties/spiffworkflow:property"):
+        found |= {p.get("name"): p.get("value") for p in node.iterfind(f"bpmn:extensionElements/{path}", NS)}
+    return found
+
+
+def form_files(node: etree._Element) -> tuple[str, str | None] | None:
+    """The JSON schema and UI schema files an element takes its form from, if it names one."""
+    named = properties(node)
+    return (named[SCHEMA], named.get(UI_SCHEMA) or None) if named.get(SCHEMA) else None
+
+
+def baton_extensions(node: etree._Element, json_forms: JsonForms) -> dict[str, Any]:
     """What Baton reads from analysts' tools on a user task or start event."""
     attr = {k: node.get(f"{{{CAMUNDA}}}{k}") for k in ("assignee", "candidateUsers", "candidateGroups", "dueDate",
                                                         "formKey", "priority")}
-    properties = {p.get("name"): p.get("value")
-                  for p in node.iterfind("bpmn:extensionElements/camunda:properties/camunda:property", NS)}
+    files = form_files(node)
     return {
         "assignee": literal_or_expression(attr["assignee"]),
         "candidate_users": literal_or_expression(attr["candidateUsers"]),
         "candidate_groups": literal_or_expression(attr["candidateGroups"]),
         "due": literal_or_expression(attr["dueDate"]),
         "form_key": attr["formKey"],
-        "form": form_fields(node),
-        "properties": properties,
+        "form": json_forms.fields.get(files, []) if files else form_fields(node),
+        "properties": properties(node),
     }
+
+
+class JsonForms:
+    """The uploaded JSON files, and the forms translated from the ones user tasks and start events name."""
+
+    def __init__(self, files: Iterable[Source], max_bytes: int) -> None:
+        self.files = {f.name: f for f in files}
+        self.documents: dict[str, Any] = {}  # name -> its JSON, for the files that parse
+        self.problems: list[Problem] = []
+        for src in self.files.values():
+            try:
+                self.documents[src.name] = read_json(src, max_bytes)
+            except InvalidDiagram as exc:
+                self.problems.extend(exc.problems)
+        self.fields: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # translated once per pair
+        self.used: dict[str, list[Source]] = {}  # process id -> the JSON files its forms come from
+
+    def link(self, filename: str, root: etree._Element) -> list[Problem]:
+        """Translate the forms a diagram names; problems for files not uploaded and for what cannot be shown."""
+        found = []
+        for node in root.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}startEvent"):
+            files = form_files(node)
+            if files is None:
+                continue
+            named, label = [name for name in files if name], node.get("name") or node.get("id")
+            found += [Problem(filename, node.sourceline, node.get("id"),
+                              f"Upload {name} together with this diagram: '{label}' takes its form from it")
+                      for name in named if name not in self.files]
+            self._use(node, named)
+            if files not in self.fields and all(name in self.documents for name in named):
+                found += self._translate(files, node.get("id"))
+        return found
+
+    def _use(self, node: etree._Element, names: list[str]) -> None:
+        """Remember the files the element's process uses, so that its definition's checksum covers them."""
+        process = next(node.iterancestors(f"{{{BPMN}}}process"), None)
+        if process is not None:
+            used = self.used.setdefault(process.get("id"), [])
+            used += [self.files[n] for n in names if n in self.files and self.files[n] not in used]
+
+    def _translate(self, files: tuple[str, str | None], element_id: str | None) -> list[Problem]:
+        schema, ui_schema = files
+        ui = self.documents[ui_schema] if ui_schema else None
+        self.fields[files], unsupported = forms.from_json_schema(self.documents[schema], ui)
+        return [Problem(schema, json_line(self.files[schema], u.key), element_id, u.message, u.severity)
+                for u in unsupported]
+
+
+def json_line(src: Source, key: str | None) -> int | None:
+    """The line where a JSON schema names a property (None for the schema as a whole)."""
+    if key is None:
+        return None
+    pattern = re.compile(re.escape(json.dumps(key, ensure_ascii=False).encode()) + rb"\s*:")
+    found = pattern.search(src.content, max(src.content.find(b'"properties"'), 0))
+    return src.content.count(b"\n", 0, found.start()) + 1 if found else None
 
 
 class ServiceTaskParser(SpiffTaskParser):
@@ -198,7 +305,9 @@ class ServiceTaskParser(SpiffTaskParser):
             params = {p.get("name"): p.text or "" for p in
                       self.node.iterfind("bpmn:extensionElements/camunda:inputOutput/camunda:inputParameter", NS)}
             result = get(f"{{{CAMUNDA}}}resultVariable")
+        cycle = self.node.findtext("bpmn:extensionElements/camunda:failedJobRetryTimeCycle", None, NS)
         return ServiceTask(self.spec, self.bpmn_id, connector=connector, params=params, result_variable=result,
+                           retry_cycle=cycle.strip() if cycle and cycle.strip() else None,
                            prescript=extensions.get("preScript"), postscript=extensions.get("postScript"),
                            **self.bpmn_attributes)
 
@@ -235,11 +344,16 @@ class Parser(SpiffBpmnParser):
         full_tag("businessRuleTask"): (BusinessRuleTaskParser, BusinessRuleTask),
     }
 
-    def __init__(self) -> None:
+    def __init__(self, json_forms: JsonForms) -> None:
         super().__init__()
         self.nodes: dict[str, etree._Element] = {}
+        self.json_forms = json_forms
+        self.inserted: set[str] = set()  # elements the import added: their tasks are no diagram element
+        self.renamed: dict[str, str] = {}  # id in the parsed tree -> id in the diagram
 
-    def add(self, root: etree._Element, filename: str) -> None:
+    def add(self, root: etree._Element, filename: str, inserted: set[str] = frozenset()) -> None:
+        self.inserted |= inserted
+        self.renamed |= normalize.rename_internal(root)
         for node in root.iter():
             if isinstance(node.tag, str) and node.get("id") and node.tag.startswith(f"{{{BPMN}}}"):
                 self.nodes.setdefault(node.get("id"), node)
@@ -253,104 +367,226 @@ class Parser(SpiffBpmnParser):
         subprocesses = self.get_subprocess_specs(process_id)
         for wf_spec in [spec, *subprocesses.values()]:
             for task_spec in wf_spec.task_specs.values():
-                node = self.nodes.get(getattr(task_spec, "bpmn_id", None) or "")
+                bpmn_id = getattr(task_spec, "bpmn_id", None) or ""
+                node = self.nodes.get(bpmn_id)
                 if node is not None and node.tag in (f"{{{BPMN}}}userTask", f"{{{BPMN}}}startEvent",
                                                      f"{{{BPMN}}}manualTask"):
-                    task_spec.extensions = {**getattr(task_spec, "extensions", {}), "baton": baton_extensions(node)}
+                    task_spec.extensions = {**getattr(task_spec, "extensions", {}), "baton": baton_extensions(
+                        node, self.json_forms)}
+                # History, inbox and diagram markers know elements by the id drawn; inserted ones by none.
+                if bpmn_id in self.inserted:
+                    task_spec.bpmn_id = None
+                elif bpmn_id in self.renamed:
+                    task_spec.bpmn_id = self.renamed[bpmn_id]
         return spec, subprocesses
 
 
 def parse(sources: Iterable[Source], *, max_bytes: int,
           check: Callable[[str, str], list[tuple[int, str]]] | None = None) -> Parsed:
-    """Parse every file together, so call activities and business-rule tasks resolve, and collect all problems."""
-    parser, parsed, roots = Parser(), Parsed(), {}
+    """Parse every file together, so call activities and business-rule tasks resolve, and collect all problems.
+
+    Each diagram is rewritten (a parsed copy; `Source.content` stays as uploaded) into a form SpiffWorkflow runs,
+    linted, and parsed; whatever SpiffWorkflow raises becomes a problem.
+    """
+    sources = list(sources)
+    json_forms = JsonForms([s for s in sources if is_json(s)], max_bytes)
+    parser, parsed, roots = Parser(json_forms), Parsed(problems=list(json_forms.problems)), {}
+    deploys = False
+    unexecutable: list[tuple[str, str | None]] = []  # (name, isExecutable) of the processes that do not deploy
     for src in sources:
+        if is_json(src):
+            continue
         try:
             root = read_xml(src, max_bytes)
         except InvalidDiagram as exc:
             parsed.problems.extend(exc.problems)
             continue
-        parsed.problems.extend(lint_xml(src.name, root, check))
-        normalize(root)
+        deployable = [p.get("id") for p in normalize.executable(root)]
+        unexecutable += [(normalize.label(p), p.get("isExecutable")) for p in root.iterfind("bpmn:process", NS)
+                         if p.get("id") not in deployable]
+        deploys = deploys or bool(deployable)
+        try:
+            rewritten = normalize.rewrite(root)
+        except Exception as exc:  # a rewrite must never stop the lint report
+            log.exception("could not rewrite %s", src.name)
+            parsed.problems.append(crash(exc, src.name))
+            continue
+        parsed.notes += [Problem(src.name, n.line, n.element_id, n.message, "note") for n in rewritten.notes]
+        parsed.problems.extend(lint_xml(src.name, root, check, deployable, rewritten.inserted))
+        parsed.problems.extend(json_forms.link(src.name, root))
+        normalize_expressions(root)
         roots[src.name] = root
         try:
-            parser.add(root, src.name)
-        except ValidationException as exc:
-            parsed.problems.append(problem(exc, src.name, parser.nodes))
+            parser.add(root, src.name, rewritten.inserted)
+        except Exception as exc:
+            parsed.problems.append(problem(exc, src.name, parser))
             continue
         for process in root.iterfind("bpmn:process", NS):
-            if process.get("isExecutable", "true").lower() == "true" or len(root.findall("bpmn:process", NS)) == 1:
+            if process.get("id") in deployable:
                 parsed.files[process.get("id")] = src
                 parsed.names[process.get("id")] = process.get("name")
-    if roots and not parsed.files and not any(r.tag.startswith("{" + DMN_PREFIX) for r in roots.values()):
-        parsed.problems.append(Problem(next(iter(roots)), None, None, "the file has no executable process"))
-    flagged = {p.element_id for p in parsed.problems if p.element_id}
+    if roots and not deploys and not any(r.tag.startswith("{" + DMN_PREFIX) for r in roots.values()):
+        parsed.problems.append(Problem(next(iter(roots)), None, None, no_executable(unexecutable)))
+    flagged = {p.element_id for p in parsed.problems if p.element_id and p.severity == "error"}
     for process_id, src in list(parsed.files.items()):
         try:
             parsed.processes[process_id] = parser.spec(process_id)
-        except ValidationException as exc:
-            found = problem(exc, src.name, parser.nodes)
+        except Exception as exc:
+            found = problem(exc, src.name, parser)
             if found.element_id not in flagged:
                 parsed.problems.append(found)
             del parsed.files[process_id]
+    parsed.schemas = json_forms.used
     return parsed
 
 
-def problem(exc: ValidationException, filename: str, nodes: dict[str, etree._Element]) -> Problem:
-    """A SpiffWorkflow validation error in an analyst's words, with the line recovered from the XML."""
+def no_executable(processes: list[tuple[str, str | None]]) -> str:
+    """Why nothing deploys: every process is marked not executable, or none has a start event, or there is none."""
+    marked = [name for name, flag in processes if (flag or "").strip().lower() == "false"]
+    if marked:
+        names = ", ".join(f"'{name}'" for name in marked)
+        return (f"the file has no executable process: {names} {'is' if len(marked) == 1 else 'are'} marked not "
+                "executable (isExecutable=\"false\"); mark the process to run as executable in your modeller")
+    if processes:
+        return ("the file has no executable process: none is marked executable and none has a start event; mark "
+                "the process to run as executable in your modeller")
+    return "the file has no executable process"
+
+
+def problem(exc: Exception, filename: str, parser: Parser) -> Problem:
+    """A SpiffWorkflow error in an analyst's words, on the element of the diagram, with the line from the XML."""
+    if not isinstance(exc, ValidationException):
+        return crash(exc, filename, parser)
     element_id = getattr(exc, "id", None) or None
     line = getattr(exc, "line_number", None) or None
-    if not line and element_id in nodes:
-        line = nodes[element_id].sourceline
+    if not line and element_id in parser.nodes:
+        line = parser.nodes[element_id].sourceline
     message = str(exc).split("\nSource Details")[0].strip()
+    for pattern, words in REWORDED:
+        if found := pattern.search(message):
+            message = words.format(*found.groups())
+    if re.match(r"\w+(Error|Exception)\(", message):  # SpiffWorkflow wrapped an error of its own
+        node = parser.nodes.get(element_id or "")
+        message = f"'{normalize.label(node) if node is not None else element_id}' cannot be read: {message}"
+    if element_id in parser.inserted:
+        element_id = None
+    element_id = parser.renamed.get(element_id or "", element_id)
     return Problem(getattr(exc, "file_name", None) or filename, int(line) if line else None, element_id, message)
 
 
-def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], list[tuple[int, str]]] | None
-             ) -> list[Problem]:
-    """Checks SpiffWorkflow does not make, or makes one at a time: all of them, before anything runs."""
+def crash(exc: Exception, filename: str, parser: Parser | None = None) -> Problem:
+    """An error SpiffWorkflow (or a rewrite) did not mean to raise, on the innermost element it was reading."""
+    log.warning("unexpected %s reading %s", type(exc).__name__, filename, exc_info=exc)
+    node, tb = None, exc.__traceback__
+    while tb is not None:
+        candidate = getattr(tb.tb_frame.f_locals.get("self"), "node", None)
+        if isinstance(candidate, etree._Element) and candidate.get("id"):
+            node = candidate
+        tb = tb.tb_next
+    element_id = node.get("id") if node is not None else None
+    if parser is not None:
+        element_id = None if element_id in parser.inserted else parser.renamed.get(element_id or "", element_id)
+    what = f"'{normalize.label(node)}'" if node is not None else "the diagram"
+    return Problem(filename, node.sourceline if node is not None else None, element_id,
+                   f"{what} cannot be read: {type(exc).__name__}: {exc}")
+
+
+def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], list[tuple[int, str]]] | None,
+             deployable: Iterable[str] = (), inserted: set[str] = frozenset()) -> list[Problem]:
+    """Checks SpiffWorkflow does not make, or makes one at a time: all of them, before anything runs.
+
+    Only the processes that deploy (and those they call) are checked: a pool drawn beside them is documentation;
+    with none to deploy, every process is, so that a draft shows all that must change.
+    """
     found: list[Problem] = []
 
     def add(node: etree._Element, message: str, severity: str = "error", line: int | None = None) -> None:
+        if etree.QName(node).localname.endswith("EventDefinition"):
+            node = node.getparent()  # the event is what the diagram draws and the markers find
         found.append(Problem(filename, line or node.sourceline, node.get("id") or _owner_id(node), message, severity))
 
     if not root.tag.startswith(f"{{{BPMN}}}"):
         return found
+    scope = set(deployable) | {c.get("calledElement") for c in root.iter(f"{{{BPMN}}}callActivity")}
+    processes = [p for p in root.iterfind("bpmn:process", NS) if p.get("id") in scope or not deployable]
     messages = {m.get("id") for m in root.iter(f"{{{BPMN}}}message")}
     flows = {f.get("id"): f for f in root.iter(f"{{{BPMN}}}sequenceFlow")}
     ids = {n.get("id") for n in root.iter() if isinstance(n.tag, str) and n.get("id")}
-    for node in root.iter():
-        if not isinstance(node.tag, str):
+    for node in (n for p in processes for n in p.iter()):
+        if not isinstance(node.tag, str) or node.get("id") in inserted:
             continue
         local = etree.QName(node).localname
         if local in UNSUPPORTED:
-            add(node, UNSUPPORTED[local])
-        if node.get("id") in RESERVED_IDS and node.getparent() is not None and local != "definitions":
-            add(node, f"the id '{node.get('id')}' is reserved by the engine: rename the element")
+            owner = node.getparent() if local.endswith("EventDefinition") else node
+            add(node, f"{UNSUPPORTED[local]} ('{normalize.label(owner)}')")
         if local in ("exclusiveGateway", "inclusiveGateway"):
             outgoing = [flows[f.text] for f in node.iterfind("bpmn:outgoing", NS) if f.text in flows]
             outgoing = outgoing or [f for f in flows.values() if f.get("sourceRef") == node.get("id")]
             if len(outgoing) > 1:
                 for flow in outgoing:
                     if flow.find("bpmn:conditionExpression", NS) is None and flow.get("id") != node.get("default"):
-                        add(flow, f"the flow '{flow.get('name') or flow.get('id')}' leaves the gateway "
-                                  f"'{node.get('name') or node.get('id')}' without a condition and is not its "
+                        add(flow, f"the flow '{normalize.label(flow)}' leaves the gateway "
+                                  f"'{normalize.label(node)}' without a condition and is not its "
                                   "default flow: add a condition or make it the default")
         if local == "sequenceFlow" and flow_dangles(node, ids):
-            add(node, "the flow points to an element that does not exist")
+            missing = node.get("sourceRef") if node.get("sourceRef") not in ids else node.get("targetRef")
+            add(node, f"the flow points to an element that does not exist: '{missing}'")
         if local == "messageEventDefinition" and node.get("messageRef") and node.get("messageRef") not in messages:
             add(node, f"the message '{node.get('messageRef')}' is never defined")
         if local == "timerEventDefinition" and not any((c.text or "").strip() for c in node):
-            add(node, "the timer has no date, duration or cycle")
+            add(node, f"the timer '{normalize.label(node.getparent())}' has no date, duration or cycle: set when "
+                      "it fires")
+        if local == "failedJobRetryTimeCycle" and not retry_cycle_ok((node.text or "").strip()):
+            add(node, f"the retry cycle '{(node.text or '').strip()}' is not R<n>/<duration> or a list of ISO 8601 "
+                      "durations such as PT10S,PT1M,PT10M")
         if check is not None:
             for text, mode, what in expressions(node, local):
                 for offset, message in check(python_expression(text) if mode == "eval" else text, mode):
                     line = (node.sourceline or 0) + max(offset - 1, 0) if mode == "exec" else node.sourceline
                     # What does not compile blocks deployment; what the sandbox refuses fails (as an incident) when run.
-                    severity = "error" if message.startswith("SyntaxError") else "warning"
-                    add(node, f"{what}: {message}" if severity == "error" else f"{what.replace('cannot', 'will not')}"
-                        f": {message}", severity, line=line)
+                    if not message.startswith("SyntaxError"):
+                        add(node, f"{what.replace('cannot', 'will not')}: {message}", "warning", line=line)
+                    elif mode == "eval":
+                        add(node, unreadable(node, text, what, message), line=line)
+                    else:
+                        add(node, f"{what}: {message}", line=line)
+    for node, message, severity in normalize.checks(root, {p.get("id") for p in processes}, inserted):
+        add(node, message, severity)
     return found
+
+
+PROSE = re.compile(r"[^\W\d][\w'’?.,/-]*(\s+[\w'’?.,/-]+)+")
+
+
+def unreadable(node: etree._Element, text: str, what: str, message: str) -> str:
+    """Why an expression is not Python: the language it is written in, prose, or Python's own message."""
+    raw = " ".join(text.split())
+    shown = f"'{raw[:80]}…'" if len(raw) > 80 else f"'{raw}'"
+    language = node.get("language") or node.getroottree().getroot().get("expressionLanguage") or ""
+    owner = node.getparent() if node.getparent() is not None else node
+    subject = what.split(" cannot")[0].replace("the ", "", 1)
+    subject = f"the {subject} {shown}" + (f" of '{normalize.label(owner)}'" if owner.get("name") else "")
+    if "feel" in language.lower() or raw.startswith("="):
+        return f"{subject} is FEEL, which Baton cannot translate: write it in Python"
+    if raw.startswith("${") or "juel" in language.lower():
+        return f"{subject} is a JUEL expression Baton cannot translate: write it in Python"
+    if re.search(r"\b[A-Za-z]+:[A-Za-z]+\(", raw):
+        return f"{subject} is XPath, which Baton does not run: write it in Python"
+    if PROSE.fullmatch(raw):
+        return f"{subject} reads as prose: write the test it stands for in Python, such as decision == \"approve\""
+    if re.match(r"[^\W\d]\w*(\s+\w+)+\s*(=|==|!=|<|>)", raw):
+        return f"{subject} is not Python: a variable name cannot contain spaces"
+    return f"{what}: {message}"
+
+
+def retry_cycle_ok(cycle: str) -> bool:
+    from .jobs import retry_delays
+
+    try:
+        retry_delays(cycle)
+    except Exception:  # SpiffWorkflow's ISO 8601 readers raise several kinds of errors
+        return False
+    return True
 
 
 def expressions(node: etree._Element, local: str) -> list[tuple[str, str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -10,9 +11,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.defaults import StartEvent
+from SpiffWorkflow.bpmn.specs.event_definitions import (
+    MessageEventDefinition,
+    MultipleEventDefinition,
+    NoneEventDefinition,
+    SignalEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -68,6 +75,7 @@ class Step:
     events: list[dict[str, Any]] = field(default_factory=list)
     failure: Failure | None = None
     outbox: list[dict[str, str]] = field(default_factory=list)
+    thrown: list[tuple[str, str, Any]] = field(default_factory=list)  # messages and signals for other instances
 
     def record(self, kind: str, task: Task | None = None, *, user: str | None = None,
                data: dict[str, Any] | None = None) -> None:
@@ -95,11 +103,85 @@ def create(spec: Any, subprocesses: dict[str, Any], script_engine: PythonScriptE
     return BpmnWorkflow(spec, subprocesses, script_engine=script_engine)
 
 
-def start(workflow: BpmnWorkflow, data: dict[str, Any], step: Step, *, user: str | None) -> None:
-    """Put the start data on the root task and run until the instance waits."""
+def start(workflow: BpmnWorkflow, data: dict[str, Any], step: Step, *, user: str | None,
+          trigger: str | None = None) -> None:
+    """Put the start data on the root task and run until the instance waits.
+
+    Only one kind of start event begins an instance: `trigger` (the timer, message or signal start event that
+    fired), or else the none start events, when the process has any.
+    """
     workflow.task_tree.data.update(copy.deepcopy(data))
+    starts = [t for t in workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK) if isinstance(t.task_spec, StartEvent)]
+    chosen = [t for t in starts if (t.task_spec.bpmn_id == trigger if trigger else
+                                    isinstance(t.task_spec.event_definition, NoneEventDefinition))]
+    for task in starts if chosen else []:
+        if task not in chosen:
+            task.cancel()
     step.record("started", user=user, data=data)
     advance(workflow, step)
+
+
+def fire_start_timer(workflow: BpmnWorkflow, step: Step) -> None:
+    """Fire the timer start event an instance was created for, once, whatever its own schedule says."""
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        if isinstance(task.task_spec, StartEvent) and "event_value" in task.internal_data:
+            value = task.internal_data["event_value"]
+            if isinstance(value, dict):  # a cycle: one last round, due already
+                task.internal_data["event_value"] = {**value, "cycles": 1, "next": "2000-01-01T00:00:00+00:00"}
+            else:
+                task.internal_data["event_fired"] = True
+            step.record("timer fired", task)
+    workflow.refresh_timers()
+    workflow.refresh_timers()  # a cycle fires on one refresh and finishes on the next
+    advance(workflow, step)
+
+
+def deliver(workflow: BpmnWorkflow, kind: str, name: str, payload: Any, correlation: dict[str, Any] | None,
+            step: Step, *, user: str | None = None) -> bool:
+    """Hand a message or signal to the instance and run on; False when nothing in it waits for it.
+
+    A payload that is a dict goes into the catching task's data (or its `messageVariable`, when the diagram names
+    one); the correlation keys say which conversation a message belongs to.
+    """
+    catchers = [(t, d) for k, n, t, d in subscriptions(workflow) if k == kind and n == name]
+    if not catchers:
+        return False
+    definition = catchers[0][1]
+    carried = {**(correlation or {}), **payload} if isinstance(payload, dict) else dict(correlation or {})
+    event = BpmnEvent(type(definition)(name), payload=copy.deepcopy(carried),
+                      correlations=_correlations(workflow, definition, carried, correlation) if kind == "message"
+                      else {})
+    try:
+        if workflow.event_manager.catch(event, internal=False) == 0:
+            return False
+    except Exception:  # the diagram's correlation expressions cannot be read from this message
+        log.info("message %s does not correlate with instance", name, exc_info=True)
+        return False
+    for task, caught in catchers:
+        if task.state == TaskState.READY or task.internal_data.get("event_fired"):
+            if isinstance(payload, dict) and getattr(caught, "message_var", None) is None:
+                task.data = copy.deepcopy(task.data)
+                task.data.update(copy.deepcopy(payload))
+            step.record(f"{kind} received", task, user=user, data={"name": name, "payload": payload})
+    advance(workflow, step)
+    return True
+
+
+def _correlations(workflow: BpmnWorkflow, definition: Any, payload: Any, given: dict[str, Any] | None
+                  ) -> dict[str, dict[str, Any]]:
+    """The event's correlation keys: the values given, or else those the diagram reads from the payload."""
+    properties = getattr(definition, "correlation_properties", [])
+    if given:
+        found: dict[str, dict[str, Any]] = {}
+        for prop in properties:
+            for key in prop.correlation_keys:
+                if prop.name in given:
+                    found.setdefault(key, {})[prop.name] = given[prop.name]
+        return found
+    try:
+        return definition.calculate_correlations(workflow.script_engine, properties, payload or {})
+    except SpiffWorkflowException:
+        return {}
 
 
 def advance(workflow: BpmnWorkflow, step: Step) -> None:
@@ -118,6 +200,7 @@ def advance(workflow: BpmnWorkflow, step: Step) -> None:
     try:
         workflow.do_engine_steps(will_complete_task=starting, did_complete_task=done)
         prepare_human_tasks(workflow)
+        step.thrown += thrown(workflow)
     except SpiffWorkflowException as exc:
         del step.outbox[sent:]  # what the failed task wanted to send is not sent; its retry sends it
         step.failure = failure(workflow, exc)
@@ -190,10 +273,11 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
 
 def fire_timers(workflow: BpmnWorkflow, step: Step) -> None:
     """Fire every timer that is due on the engine's clock and run on."""
-    waiting = [task for task, _ in timers(workflow)]
+    waiting = [(task, copy.deepcopy(task.internal_data.get("event_value"))) for task, _ in timers(workflow)]
     workflow.refresh_timers()
-    for task in waiting:
-        if task.state != TaskState.WAITING or task.internal_data.get("event_fired"):
+    for task, value in waiting:  # a cycle stays waiting for its next round: its value moved on
+        if task.state != TaskState.WAITING or task.internal_data.get("event_fired") \
+                or task.internal_data.get("event_value") != value:
             step.record("timer fired", task)
     advance(workflow, step)
 
@@ -299,27 +383,67 @@ def assignment(task: Task) -> dict[str, Any]:
     return info
 
 
+def caught(task_spec: Any) -> list[Any]:
+    """The event definitions a task spec catches (an event-based gateway or a multiple event has several)."""
+    definition = getattr(task_spec, "event_definition", None)
+    return list(definition.event_definitions) if isinstance(definition, MultipleEventDefinition) else [definition]
+
+
 def timers(workflow: BpmnWorkflow) -> list[tuple[Task, datetime]]:
     """Every waiting timer with its due time."""
     found = []
     for task in workflow.event_manager.tasks.values() if hasattr(workflow, "event_manager") else []:
-        definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, TimerEventDefinition) and "event_value" in task.internal_data:
+        if "event_value" in task.internal_data and any(isinstance(d, TimerEventDefinition)
+                                                       for d in caught(task.task_spec)):
             value = task.internal_data["event_value"]
             due = TimerEventDefinition.get_datetime(value["next"] if isinstance(value, dict) else value)
             found.append((task, due if due.tzinfo else due.replace(tzinfo=UTC)))
     return found
 
 
-def subscriptions(workflow: BpmnWorkflow) -> list[tuple[str, str, Task, dict[str, Any]]]:
-    """Messages and signals the workflow waits for: (kind, name, task, correlations)."""
+def thrown(workflow: BpmnWorkflow) -> list[tuple[str, str, Any]]:
+    """Messages and signals thrown that nothing in the instance caught: (kind, name, payload) for other instances."""
+    found = []
+    for event in workflow.get_events():
+        definition = event.event_definition
+        if isinstance(definition, MessageEventDefinition | SignalEventDefinition):
+            kind = "message" if isinstance(definition, MessageEventDefinition) else "signal"
+            found.append((kind, definition.name, event.payload))
+    return found
+
+
+def subscription_key(task: Task, definition: Any) -> str:
+    """The correlation values a waiting message catcher answers to, as canonical JSON for an indexed match.
+
+    Each correlation property of the diagram takes its value from the conversation so far, or else from the
+    instance's data (the retrieval expression evaluated on it, as Camunda matches process variables).
+    """
+    known = {prop: value for props in task.workflow.top_workflow.correlations.values() for prop, value in props.items()}
+    values = {}
+    for prop in getattr(definition, "correlation_properties", []):
+        if prop.name in known:
+            values[prop.name] = known[prop.name]
+            continue
+        try:
+            values[prop.name] = task.workflow.script_engine.environment.evaluate(prop.retrieval_expression, task.data)
+        except Exception:  # the data does not hold it yet: the key leaves it out
+            continue
+    return canonical(values)
+
+
+def canonical(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def subscriptions(workflow: BpmnWorkflow) -> list[tuple[str, str, Task, Any]]:
+    """Messages and signals the workflow waits for: (kind, name, task, event definition)."""
     found = []
     for task in workflow.event_manager.tasks.values() if hasattr(workflow, "event_manager") else []:
-        definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, MessageEventDefinition):
-            found.append(("message", definition.name, task, dict(workflow.correlations)))
-        elif isinstance(definition, SignalEventDefinition):
-            found.append(("signal", definition.name, task, {}))
+        for definition in caught(task.task_spec):
+            if isinstance(definition, MessageEventDefinition):
+                found.append(("message", definition.name, task, definition))
+            elif isinstance(definition, SignalEventDefinition):
+                found.append(("signal", definition.name, task, definition))
     return found
 
 
@@ -368,7 +492,9 @@ def waiting(workflow: BpmnWorkflow, found: Scan) -> list[dict[str, Any]]:
     items += [entry("timer", t, due=due.isoformat()) for t, due in timers(workflow)]
     items += [entry("job", t, due=t.internal_data.setdefault("baton_job_due", clock.now().isoformat()))
               for t in found.service]
-    items += [entry(kind, t, name=name, correlation=corr) for kind, name, t, corr in subscriptions(workflow)]
+    items += [entry(kind, t, name=name, correlation=dict(workflow.correlations),
+                    key=subscription_key(t, d) if kind == "message" else "{}")
+              for kind, name, t, d in subscriptions(workflow)]
     return items
 
 

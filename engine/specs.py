@@ -26,18 +26,21 @@ class ServiceTask(SpiffBpmnTask):
     """A service task as a wait state: a job calls the connector outside the instance's transaction."""
 
     def __init__(self, wf_spec: Any, bpmn_id: str, connector: str | None = None,
-                 params: dict[str, str] | None = None, result_variable: str | None = None, **kwargs: Any) -> None:
+                 params: dict[str, str] | None = None, result_variable: str | None = None,
+                 retry_cycle: str | None = None, **kwargs: Any) -> None:
         super().__init__(wf_spec, bpmn_id, **kwargs)
         self.connector = connector
         self.params = params or {}
         self.result_variable = result_variable
+        self.retry_cycle = retry_cycle  # camunda:failedJobRetryTimeCycle: the waits before each retry
         self.manual = True  # do_engine_steps leaves it READY; the job executor completes it
 
 
 class ServiceTaskConverter(SpiffBpmnTaskConverter):
     def to_dict(self, spec: ServiceTask) -> dict[str, Any]:
         dct = super().to_dict(spec)
-        dct.update(connector=spec.connector, params=spec.params, result_variable=spec.result_variable)
+        dct.update(connector=spec.connector, params=spec.params, result_variable=spec.result_variable,
+                   retry_cycle=spec.retry_cycle)
         return dct
 
 

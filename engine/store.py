@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,8 @@ from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import bindparam, delete, event, func, insert, select, union_all, update
+from sqlalchemy import bindparam, delete, event, func, insert, literal, select, union_all, update
+from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -170,6 +172,7 @@ _insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, INBOX, JOB, SUBSCRIPTION
 _delete_entries = delete(INBOX).where(INBOX.c.task_id == bindparam("b_task"))
 _delete_instance_entries = delete(INBOX).where(INBOX.c.instance_id == bindparam("b_instance"))
 _instance_tasks = select(HUMAN_TASK).where(HUMAN_TASK.c.instance_id == bindparam("b_instance"))
+_retext = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _delete_task = delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _assign = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
 _job = (JOB.c.instance_id == bindparam("b_instance")) & (JOB.c.task_id == bindparam("b_task"))
@@ -195,6 +198,7 @@ def task_query(by_instance: bool, by_process: bool, by_user: bool) -> sa.Select:
 
 
 NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)  # tasks without a due date sort last on every database
+FEW = 5000  # a search matching fewer tasks than this drives the inbox query itself
 COUNT_CAP = 1000  # counting stops here ("1,000+"): an exact count of 100,000 tasks would cost a scan each time
 
 
@@ -211,10 +215,33 @@ def _entries(task: dict[str, Any] | sa.Row, about: dict[str, Any]) -> list[dict[
     else:
         names = [f"user:{u}" for u in set(filter(None, task["candidate_users"].split(",")))]
         names += [f"group:{g}" for g in set(filter(None, task["candidate_groups"].split(",")))]
-    text = " ".join(filter(None, (task["name"], about["title"], about["business_key"], about["starter"]))).lower()
     return [{"principal": p, "task_id": task["id"], "instance_id": task["instance_id"],
              "process_id": task["process_id"], "active": about["active"], "sort_due": task["sort_due"],
-             "created_at": task["created_at"], "text": text} for p in names or ["*"]]
+             "created_at": task["created_at"]} for p in names or ["*"]]
+
+
+def _search_text(name: str | None, about: dict[str, Any]) -> str:
+    return " ".join(filter(None, (name, about["title"], about["business_key"], about["starter"]))).lower()
+
+
+def search_terms(text: str | None, dialect: str) -> str | None:
+    """What the user typed, as a full-text query for the database: every word, as the start of a word."""
+    words = re.findall(r"[^\W_]+", (text or "").lower())
+    if not words:
+        return None
+    if dialect == "postgresql":
+        return " & ".join(f"{w}:*" for w in words)
+    return " ".join(f'"{w}"*' for w in words)
+
+
+def _matching(dialect: str) -> Any:
+    """The ids of the tasks whose text matches the search (bind `text`), through the database's full-text index."""
+    h = HUMAN_TASK.c
+    if dialect == "postgresql":
+        return select(h.id).where(func.to_tsvector(literal("simple", sa.String()).cast(REGCONFIG), h.text).op("@@")(
+            func.to_tsquery(literal("simple", sa.String()).cast(REGCONFIG), bindparam("text"))))
+    return select(h.id).where(sa.literal_column("human_task.rowid").in_(
+        sa.text("SELECT rowid FROM human_task_search WHERE human_task_search MATCH :text")))
 
 
 def _keys(columns: Any, sort: str) -> list[Any]:
@@ -223,36 +250,50 @@ def _keys(columns: Any, sort: str) -> list[Any]:
     return [columns.created_at.desc(), columns.task_id.desc()]
 
 
-def _visible(count: int, by_process: bool, by_text: bool, sort: str) -> sa.Subquery:
-    """The first `depth` entries of each of the user's principals (bind p0.., `depth`), in sort order.
+def _visible(count: int, by_process: bool, by_text: bool, sort: str, dialect: str, few: bool) -> sa.Subquery:
+    """The user's entries (bind p0.., `depth`) in sort order; a task seen through two principals appears twice.
 
-    Each branch is one index range scan that stops early; a task seen through two principals appears twice.
+    Usually each principal's entries are one index range scan that stops at `depth`; when a search matches `few`
+    tasks, the matches drive instead, so that nobody walks 100,000 entries to find none.
     """
     e = INBOX.c
-    branches = []
-    for n in range(count):
-        branch = select(e.task_id, e.sort_due, e.created_at).where(e.principal == bindparam(f"p{n}"),
-                                                                   e.active.is_(True))
+    principals = [bindparam(f"p{n}") for n in range(count)]
+
+    def entries(*where: Any) -> sa.Select:
+        query = select(e.task_id, e.sort_due, e.created_at).where(*where, e.active.is_(True))
         if by_process:
-            branch = branch.where(e.process_id == bindparam("process_id"))
-        if by_text:
-            branch = branch.where(e.text.like(bindparam("text")))
-        branches.append(select(*branch.order_by(*_keys(e, sort)).limit(bindparam("depth")).subquery().c))
+            query = query.where(e.process_id == bindparam("process_id"))
+        if by_text:  # on the walk, evaluated on the sort index's own task ids: no table lookups
+            query = query.where(e.task_id.in_(_matching(dialect)))
+        return query
+
+    if few:  # on SQLite, a unary + keeps the planner off the principal index, so the matches drive
+        principal = sa.literal_column("+inbox_entry.principal") if dialect == "sqlite" else e.principal
+        return entries(principal.in_(principals)).subquery()
+    branches = [select(*entries(e.principal == p).order_by(*_keys(e, sort)).limit(bindparam("depth")).subquery().c)
+                for p in principals]
     return union_all(*branches).subquery() if count > 1 else branches[0].subquery()
 
 
 @cache
-def inbox_count(count: int, by_process: bool, by_text: bool) -> sa.Select:
+def search_count(dialect: str) -> sa.Select:
+    """How many tasks match a search, up to `cap`: whether the matches or the sort index should drive the inbox."""
+    return select(func.count()).select_from(_matching(dialect).limit(bindparam("cap")).subquery())
+
+
+@cache
+def inbox_count(count: int, by_process: bool, by_text: bool, dialect: str, few: bool = False) -> sa.Select:
     """How many tasks the user sees, exact up to COUNT_CAP (bind depth=COUNT_CAP + 1)."""
-    seen = _visible(count, by_process, by_text, "due")
+    seen = _visible(count, by_process, by_text, "due", dialect, few)
     return select(func.count(seen.c.task_id.distinct()))
 
 
 @cache
-def inbox_page(count: int, by_process: bool, by_text: bool, sort: str) -> sa.Select:
+def inbox_page(count: int, by_process: bool, by_text: bool, sort: str, dialect: str, few: bool = False
+               ) -> sa.Select:
     """One page of the inbox (bind `limit`, `offset`, depth=limit+offset) with what each task's instance is about."""
     h, i = HUMAN_TASK.c, INSTANCE.c
-    seen = _visible(count, by_process, by_text, sort)
+    seen = _visible(count, by_process, by_text, sort, dialect, few)
     top = select(seen.c.task_id, seen.c.sort_due, seen.c.created_at).distinct().order_by(
         *_keys(seen.c, sort)).limit(bindparam("limit")).offset(bindparam("offset")).subquery()
     return select(HUMAN_TASK, i.title, i.business_key, i.starter).join(top, top.c.task_id == h.id).join(
@@ -290,10 +331,10 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
 
     `about` is what the inbox shows and filters by: the instance's title, business key, starter, and whether active.
     """
-    old = {w["task_id"]: w for w in before}
-    new = {w["task_id"]: w for w in after}
+    old = {(w["kind"], w["task_id"]): w for w in before}  # an event-based gateway waits on a timer and a message
+    new = {(w["kind"], w["task_id"]): w for w in after}
     _write_tasks(conn, instance_id, process_id, workflow, *_split(old, new, ("task",)),
-                 {i: w.get("assignee") for i, w in old.items()}, about)
+                 {i: w.get("assignee") for (_, i), w in old.items()}, about)
     gone, added, kept = _split(old, new, ("timer", "job"))
     if gone:
         conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
@@ -302,22 +343,23 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
                                     "element_id": w["element_id"], "kind": JOB_KINDS[w["kind"]], "attempts": 0,
                                     "due_at": datetime.fromisoformat(w["due"])} for w in added])
     for w in kept:
-        if w["due"] != old[w["task_id"]]["due"]:
+        if w["due"] != old[(w["kind"], w["task_id"])]["due"]:
             conn.execute(_move_job, {"b_instance": instance_id, "b_task": UUID(w["task_id"]),
-                                     "due_at": datetime.fromisoformat(w["due"])})
+                                     "due_at": datetime.fromisoformat(w["due"]), "lock_owner": None,
+                                     "lock_expires_at": None, "attempts": 0, "last_error": None})
     subscriptions = [w for w in after if w["kind"] in ("message", "signal")]
     if subscriptions != [w for w in before if w["kind"] in ("message", "signal")]:
         conn.execute(_delete_subscriptions, {"b_instance": instance_id})
         if subscriptions:
             conn.execute(_insert[SUBSCRIPTION], [
                 {"instance_id": instance_id, "kind": w["kind"], "name": w["name"], "task_id": UUID(w["task_id"]),
-                 "correlation": dumps(w["correlation"])} for w in subscriptions])
+                 "correlation": dumps(w["correlation"]), "key": w.get("key", "{}")} for w in subscriptions])
 
 
-def _split(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], kinds: tuple[str, ...]
-           ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Of the given kinds: ids gone since before, entries added, entries kept."""
-    gone = [i for i, w in old.items() if w["kind"] in kinds and i not in new]
+def _split(old: dict[tuple[str, str], dict[str, Any]], new: dict[tuple[str, str], dict[str, Any]],
+           kinds: tuple[str, ...]) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Of the given kinds: task ids gone since before, entries added, entries kept."""
+    gone = [i[1] for i, w in old.items() if w["kind"] in kinds and i not in new]
     added = [w for i, w in new.items() if w["kind"] in kinds and i not in old]
     kept = [w for i, w in new.items() if w["kind"] in kinds and i in old]
     return gone, added, kept
@@ -330,9 +372,9 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
         ids = [{"b_task": UUID(i)} for i in gone]
         conn.execute(_delete_entries, ids)
         conn.execute(_delete_task, ids)
-    rows = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id) for w in added]
-    changed = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id) for w in kept
-               if w["assignee"] != old_assignees.get(w["task_id"])]
+    rows = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about) for w in added]
+    changed = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about)
+               for w in kept if w["assignee"] != old_assignees.get(w["task_id"])]
     if rows:
         conn.execute(_insert[HUMAN_TASK], rows)
     if changed:  # claimed, given back or reassigned: the task now shows in other inboxes
@@ -343,7 +385,7 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
         conn.execute(_insert[INBOX], entries)
 
 
-def _task_row(task: Any, instance_id: UUID, process_id: str) -> dict[str, Any]:
+def _task_row(task: Any, instance_id: UUID, process_id: str, about: dict[str, Any]) -> dict[str, Any]:
     spec, info = task.task_spec, runtime.assignment(task)
     due = datetime.fromisoformat(info["due"]) if info.get("due") else None
     return {"id": task.id, "instance_id": instance_id, "process_id": process_id, "element_id": spec.bpmn_id,
@@ -352,15 +394,17 @@ def _task_row(task: Any, instance_id: UUID, process_id: str) -> dict[str, Any]:
             "candidate_groups": ",".join(info.get("candidate_groups", [])),
             "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
             "created_at": datetime.fromtimestamp(task.last_state_change, UTC), "due_at": due,
-            "sort_due": due or NO_DUE}
+            "sort_due": due or NO_DUE, "text": _search_text(spec.bpmn_name or spec.bpmn_id, about)}
 
 
 def refresh_inbox(conn: sa.Connection, instance_id: UUID, about: dict[str, Any]) -> None:
-    """Rewrite an instance's inbox rows after its status or title changed."""
+    """Rewrite an instance's inbox rows and search text after its status or title changed."""
     conn.execute(_delete_instance_entries, {"b_instance": instance_id})
-    entries = [e for r in conn.execute(_instance_tasks, {"b_instance": instance_id}) for e in _entries(r, about)]
-    if entries:
-        conn.execute(_insert[INBOX], entries)
+    tasks = conn.execute(_instance_tasks, {"b_instance": instance_id}).all()
+    texts = [{"b_task": t.id, "text": _search_text(t.name, about)} for t in tasks]
+    if texts:
+        conn.execute(_retext, texts)
+        conn.execute(_insert[INBOX], [e for t in tasks for e in _entries(t, about)])
 
 
 def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:

@@ -447,3 +447,16 @@ def test_upgrading_from_revision_0001_fills_the_inbox(sqlite_url):
     upgraded = Engine(sqlite_url, directory=Groups())
     assert [i.title for i in upgraded.inbox("bea", text="po-7").items] == ["Lamp"]
     upgraded.close()
+
+
+def test_the_migrations_build_exactly_the_models_schema(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from baton.engine import store
+    from baton.engine.migrations import include_object
+    from baton.engine.models import Base
+
+    with store.connect(database_url).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": include_object})
+        assert compare_metadata(context, Base.metadata) == []

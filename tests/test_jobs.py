@@ -54,19 +54,35 @@ def test_notify_in_a_failed_step_sends_nothing(engine):
     assert engine.outbox() == []
 
 
-@pytest.mark.parametrize(("topic", "status"), [("erp.ok", "complete"), ("erp.down", "error"), ("nobody", "error")])
-def test_a_service_task_job_calls_its_connector(engine, topic, status):
+def test_a_service_task_job_calls_its_connector(engine):
     engine.deploy(process('<bpmn:startEvent id="start"/>',
-                          f'<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="{topic}"/>',
+                          '<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="erp.ok"/>',
                           '<bpmn:endEvent id="end"/>', flows="start>call call>end"))
     instance = engine.start("p", {"n": 21})
     assert engine.run_due_jobs() == 1
     after = engine.instance(instance.id)
-    assert after.status == status
-    if status == "complete":
-        assert after.data["order"] == 42
-    else:
-        assert after.incidents[0].element_id == "call"
+    assert (after.status, after.data["order"]) == ("complete", 42)
+
+
+@pytest.mark.parametrize("topic", ["erp.down", "nobody"])
+def test_a_failing_service_task_retries_with_backoff_then_becomes_an_incident(engine, topic):
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          f'<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="{topic}"/>',
+                          '<bpmn:endEvent id="end"/>', flows="start>call call>end"))
+    instance = engine.start("p", {"n": 21})
+    for wait in (timedelta(0), timedelta(seconds=10), timedelta(minutes=1)):
+        clock.advance(wait)
+        assert engine.run_due_jobs() == 1  # tried, failed, and given back with a later due time
+        assert engine.run_due_jobs() == 0
+        assert engine.instance(instance.id).status == "active"
+        assert engine.job_status().retrying == 1
+    clock.advance(timedelta(minutes=9))
+    assert engine.run_due_jobs() == 0  # the last retry waits ten minutes
+    clock.advance(timedelta(minutes=1, seconds=1))
+    assert engine.run_due_jobs() == 1
+    after = engine.instance(instance.id)
+    assert after.status == "error" and after.incidents[0].element_id == "call"
+    assert engine.job_status().failed == 1
 
 
 def test_a_failed_service_task_runs_again_after_retry(database_url):
@@ -74,21 +90,25 @@ def test_a_failed_service_task_runs_again_after_retry(database_url):
 
     def flaky(data):
         calls.append(data["n"])
-        if len(calls) == 1:
+        if len(calls) < 5:
             raise ConnectionError("ERP is down")
         return {"done": True}
 
     engine = Engine(database_url, connectors={"erp": flaky})
     engine.deploy(process('<bpmn:startEvent id="start"/>',
-                          '<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="erp"/>',
+                          '<bpmn:serviceTask id="call" camunda:type="external" camunda:topic="erp">'
+                          '<bpmn:extensionElements><camunda:failedJobRetryTimeCycle>R3/PT5M'
+                          '</camunda:failedJobRetryTimeCycle></bpmn:extensionElements></bpmn:serviceTask>',
                           '<bpmn:endEvent id="end"/>', flows="start>call call>end"))
     instance = engine.start("p", {"n": 1})
-    engine.run_due_jobs()
+    for _ in range(4):
+        engine.run_due_jobs()
+        clock.advance(timedelta(minutes=5, seconds=1))
     failed = engine.instance(instance.id)
-    assert failed.status == "error" and "ERP is down" in failed.incidents[0].message
+    assert failed.status == "error" and "ERP is down" in failed.incidents[0].message and len(calls) == 4
     assert engine.retry(instance.id).status == "active"
-    engine.run_due_jobs()
-    assert engine.instance(instance.id).status == "complete" and len(calls) == 2
+    assert engine.run_due_jobs() == 1  # the attempts start again from the first
+    assert engine.instance(instance.id).status == "complete" and len(calls) == 5
     engine.close()
 
 
@@ -137,3 +157,15 @@ def test_without_a_mail_server_the_outbox_waits(sqlite_url, monkeypatch):
     assert engine.run_due_jobs() == 1
     assert [n["subject"] for n in engine.outbox()] == ["Reminder"]
     engine.close()
+
+
+@pytest.mark.parametrize(("cycle", "ok"), [("R3/PT10M", True), ("PT10S,PT1M,PT10M", True), ("R0/PT1M", True),
+                                           ("every minute", False), ("R3/soon", False)])
+def test_a_retry_cycle_that_cannot_be_read_is_a_lint_error(engine, cycle, ok):
+    report = engine.lint(process('<bpmn:startEvent id="start"/>',
+                                 '<bpmn:serviceTask id="call" camunda:topic="erp.ok"><bpmn:extensionElements>'
+                                 f'<camunda:failedJobRetryTimeCycle>{cycle}</camunda:failedJobRetryTimeCycle>'
+                                 '</bpmn:extensionElements></bpmn:serviceTask>', '<bpmn:endEvent id="end"/>',
+                                 flows="start>call call>end"))
+    assert report.ok == ok
+    assert ok or ("call", 1) == (report.errors[0].element_id, len(report.errors))

@@ -13,7 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from baton.engine import Engine, accounts
-from baton.engine.cli import main, work
+from baton.engine.cli import main
+from baton.engine.worker import work
 from baton.engine.orgfile import import_file
 from baton.web import create_app
 from bpmn_builder import process
@@ -279,7 +280,9 @@ def test_the_serve_worker_runs_due_jobs_until_stopped_and_survives_a_failing_rou
     rounds: list[int] = []
 
     class Flaky:
-        def run_due_jobs(self) -> int:
+        worker_id = "flaky"
+
+        def run_due_jobs(self, *, limit: int) -> int:
             rounds.append(1)
             if len(rounds) == 1:
                 raise RuntimeError("database went away")

@@ -250,6 +250,8 @@ def test_admin_retries_an_incident_shown_in_red_on_the_instance_page(app, engine
                    page=f"/instances/{instance.id}")
     assert retried.status_code == 302
     assert [e.kind for e in engine.history(instance.id)].count("incident") == 2  # tried again, failed again
+    figures = re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", adam.get("/admin/").get_data(as_text=True))
+    assert ("Failed (incidents)", "1") in figures and ("Due now", "0") in figures
 
 
 def test_non_admins_get_403_on_admin_pages_and_actions(app, deployed):

@@ -59,7 +59,7 @@ def index() -> ResponseReturnValue:
     processes = {d.process_id: d.name or d.process_id for d in engine.definitions()}
     return render_template("admin/index.html", rows=found[:size], more=len(found) > size, page=page, filters=filters,
                            statuses=STATUSES, processes=dict(sorted(processes.items(), key=lambda p: p[1].casefold())),
-                           tasks={t.id: t for t in tasks}, open_tasks=tasks)
+                           tasks={t.id: t for t in tasks}, open_tasks=tasks, jobs=engine.job_status())
 
 
 @bp.post("/instances/<uuid:instance_id>/<any(cancel, suspend, resume, retry):action>")

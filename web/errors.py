@@ -1,10 +1,10 @@
-"""Engine errors and HTTP errors as friendly pages: the one module that knows HTTP status codes."""
+"""Engine and HTTP errors as friendly pages, or as JSON under /api/: the one module that knows HTTP status codes."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -34,7 +34,7 @@ def engine_error(exc: EngineError) -> ResponseReturnValue:
     code = status(exc)
     if code == 500:
         log.exception("unexpected engine error", exc_info=exc)
-    return page(code, str(exc))
+    return reply(code, str(exc))
 
 
 def csrf_error(exc: CSRFError) -> ResponseReturnValue:
@@ -44,8 +44,18 @@ def csrf_error(exc: CSRFError) -> ResponseReturnValue:
 def http_error(exc: HTTPException) -> ResponseReturnValue:
     if exc.code is None or exc.code < 400:
         return exc
-    return page(exc.code, exc.description or "")
+    # Keep the exception's own headers, such as a 401's WWW-Authenticate or a 405's Allow.
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    return reply(exc.code, exc.description or "", headers)
 
 
-def page(code: int, message: str) -> ResponseReturnValue:
-    return render_template("error.html", code=code, title=TITLES.get(code, "Error"), message=message), code
+def reply(code: int, message: str, headers: list[tuple[str, str]] | None = None) -> ResponseReturnValue:
+    """JSON `{"error": ...}` for the API, which programs read; a page for everyone else."""
+    if request.path.startswith("/api/"):
+        return jsonify(error=message), code, headers or []
+    return page(code, message, headers)
+
+
+def page(code: int, message: str, headers: list[tuple[str, str]] | None = None) -> ResponseReturnValue:
+    return (render_template("error.html", code=code, title=TITLES.get(code, "Error"), message=message), code,
+            headers or [])

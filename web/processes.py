@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -22,7 +20,6 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.utils import secure_filename
 
 from baton.engine import DefinitionInfo, InvalidData, InvalidDiagram, LintReport
-from baton.engine.errors import Problem
 
 from . import current_engine
 from .auth import current_user, has_role, login_required, role_required
@@ -116,19 +113,13 @@ def uploaded(token: str, name: str) -> ResponseReturnValue:
 @role_required("analyst")
 def deploy(token: str) -> ResponseReturnValue:
     stash = _upload(token)
-    report = _forms_report(stash.forms)
     try:
-        if report.errors:
-            raise InvalidDiagram(list(report.errors))
-        deployed = current_engine().deploy(*stash.diagrams, user=current_user())
+        deployed = current_engine().deploy(*stash.files, user=current_user())
     except InvalidDiagram:
         return _review(stash, refused=True), 400
-    forms = [p.name for p in stash.forms]
     shutil.rmtree(stash.folder, ignore_errors=True)
     for info in deployed:
         flash(f"Deployed {info.name or info.process_id} version {info.version}.", "success")
-    if forms:
-        flash(f"Received {', '.join(forms)}; Baton does not use form schemas yet.")
     return redirect(url_for("processes.index"))
 
 
@@ -232,21 +223,7 @@ def _grouped(definitions: list[DefinitionInfo]) -> list[Process]:
 
 
 def _lint(stash: Upload) -> LintReport:
-    found = current_engine().lint(*stash.diagrams).problems if stash.diagrams else ()
-    return LintReport(tuple(found) + _forms_report(stash.forms).problems)
-
-
-def _forms_report(paths: Iterable[Path]) -> LintReport:
-    """JSON-schema forms are only kept for now, but one that is not JSON at all is an error today."""
-    problems = []
-    for path in paths:
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            problems.append(Problem(path.name, None, None, "the file is not UTF-8 text"))
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(path.name, exc.lineno, None, f"the file is not valid JSON: {exc.msg}"))
-    return LintReport(tuple(problems))
+    return current_engine().lint(*stash.files) if stash.diagrams else LintReport(())
 
 
 def _root() -> Path:

@@ -43,11 +43,11 @@ def upgrade() -> None:
     sa.Column('expires_at', baton.engine.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('delivered_at', baton.engine.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('instance_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('message_id')
     )
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_message_expires_at'), ['expires_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_message_message_id'), ['message_id'], unique=False)
         batch_op.create_index('ix_message_waiting', ['name', 'delivered_at'], unique=False)
 
     op.create_table('start_trigger',
@@ -77,6 +77,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_job_definition_id'), ['definition_id'], unique=False)
         batch_op.create_foreign_key('fk_job_definition_id', 'definition', ['definition_id'], ['id'], ondelete='CASCADE')
 
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('not_before', baton.engine.models.UTCDateTime(timezone=True), nullable=True))
+
     with op.batch_alter_table('subscription', schema=None) as batch_op:
         batch_op.add_column(sa.Column('key', sa.String(length=512), nullable=False, server_default='{}'))
         batch_op.create_index('ix_subscription_match', ['kind', 'name', 'key'], unique=False)
@@ -86,6 +89,8 @@ def downgrade() -> None:
     with op.batch_alter_table('subscription', schema=None) as batch_op:
         batch_op.drop_index('ix_subscription_match')
         batch_op.drop_column('key')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_column('not_before')
     op.execute("DELETE FROM job WHERE instance_id IS NULL OR task_id IS NULL")
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.drop_constraint('fk_job_definition_id', type_='foreignkey')
