@@ -232,19 +232,20 @@ class Engine(Deployment, Executor, Messaging):
             raise InvalidData("sort must be due or created")
         names = store.principals(user, self._groups(user))
         dialect = self.db.engine.dialect.name
-        text = store.search_terms(text, dialect)
-        params = {f"p{n}": name for n, name in enumerate(names)} | {
-            "process_id": process_id, "text": text, "limit": size, "offset": (max(page, 1) - 1) * size}
+        search = store.search_terms(text, dialect)
+        words = len(search) - 1 if search else 0
+        params = {f"p{n}": name for n, name in enumerate(names)} | search | {
+            "process_id": process_id, "limit": size, "offset": (max(page, 1) - 1) * size}
         capped = params | {"depth": store.COUNT_CAP + 1}
-        filtered = (len(names), process_id is not None, text is not None)
+        filtered = (len(names), process_id is not None, words)
         with self.db.reading() as conn:  # counts stop at store.COUNT_CAP + 1: show "1,000+" beyond the cap
-            few = text is not None and conn.execute(store.search_count(dialect), {
-                "text": text, "cap": store.FEW}).scalar_one() < store.FEW
-            total = conn.execute(store.inbox_count(len(names), False, False, dialect), capped).scalar_one()
-            found = total if not (process_id or text) else conn.execute(
+            few = bool(words) and conn.execute(store.search_count(dialect), {
+                "text": search["text"], "cap": store.FEW}).scalar_one() < store.FEW
+            total = conn.execute(store.inbox_count(len(names), False, 0, dialect), capped).scalar_one()
+            found = total if not (process_id or words) else conn.execute(
                 store.inbox_count(*filtered, dialect, few), capped).scalar_one()
             page_rows = conn.execute(store.inbox_page(*filtered, sort, dialect, few),
-                                params | {"depth": params["limit"] + params["offset"]})
+                                     params | {"depth": params["limit"] + params["offset"]})
             items = tuple(InboxItem(rows.task_info(r), r.title or r.business_key, r.starter) for r in page_rows)
         return Inbox(items, min(total, store.COUNT_CAP + 1), min(found, store.COUNT_CAP + 1))
 

@@ -37,12 +37,16 @@ def acquire(engine: sa.Engine, worker: str, limit: int, lease: timedelta) -> lis
     """Lease up to `limit` due jobs to `worker`: free ones, and those whose lease ran out (their worker died).
 
     On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets many workers acquire at once without waiting on each other;
-    SQLite has one writer at a time. Jobs of suspended or failed instances wait until the instance is active.
+    SQLite has one writer at a time. Jobs of suspended or failed instances wait until the instance is active, and
+    jobs of an instance whose other job another worker holds wait for it, so they never block the queue.
     """
     at = now()
+    other = JOB.alias("other")
+    busy = select(other.c.id).where(other.c.instance_id == JOB.c.instance_id, other.c.id != JOB.c.id,
+                                    other.c.lock_expires_at >= at).exists()  # its instance is in another worker's hands
     due = select(JOB.c.id).outerjoin(INSTANCE, INSTANCE.c.id == JOB.c.instance_id).where(
         JOB.c.due_at <= at, sa.or_(JOB.c.lock_expires_at.is_(None), JOB.c.lock_expires_at < at),
-        sa.or_(JOB.c.instance_id.is_(None), INSTANCE.c.status == "active")).order_by(JOB.c.due_at).limit(limit)
+        sa.or_(JOB.c.instance_id.is_(None), INSTANCE.c.status == "active"), ~busy).order_by(JOB.c.due_at).limit(limit)
     with engine.execution_options(write=True).begin() as conn:
         ids = list(conn.execute(due.with_for_update(of=JOB, skip_locked=True)).scalars())
         if not ids:

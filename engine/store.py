@@ -15,8 +15,7 @@ from uuid import UUID, uuid4
 
 import SpiffWorkflow
 import sqlalchemy as sa
-from sqlalchemy import bindparam, delete, event, func, insert, literal, select, union_all, update
-from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy import bindparam, delete, event, func, insert, select, union_all, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -220,26 +219,33 @@ def _entries(task: dict[str, Any] | sa.Row, about: dict[str, Any]) -> list[dict[
              "created_at": task["created_at"]} for p in names or ["*"]]
 
 
+WORD = re.compile(r"[^\W_]+")  # what both full-text indexes (FTS5 unicode61, PostgreSQL 'simple') call a word
+
+
 def _search_text(name: str | None, about: dict[str, Any]) -> str:
-    return " ".join(filter(None, (name, about["title"], about["business_key"], about["starter"]))).lower()
+    """The words the inbox search finds a task by, lowercased and one space apart."""
+    return " ".join(WORD.findall(" ".join(filter(None, (name, about["title"], about["business_key"],
+                                                         about["starter"]))).lower()))
 
 
-def search_terms(text: str | None, dialect: str) -> str | None:
-    """What the user typed, as a full-text query for the database: every word, as the start of a word."""
-    words = re.findall(r"[^\W_]+", (text or "").lower())
+def search_terms(text: str | None, dialect: str) -> dict[str, str]:
+    """What the user typed, as bind values: `text` for the full-text index, `w0`.. for a word-start check per row.
+
+    Every word typed must start a word of the task's text. Empty when nothing searchable was typed.
+    """
+    words = WORD.findall((text or "").lower())
     if not words:
-        return None
-    if dialect == "postgresql":
-        return " & ".join(f"{w}:*" for w in words)
-    return " ".join(f'"{w}"*' for w in words)
+        return {}
+    query = " & ".join(f"{w}:*" for w in words) if dialect == "postgresql" else " ".join(f'"{w}"*' for w in words)
+    return {"text": query} | {f"w{n}": f"% {w}%" for n, w in enumerate(words)}
 
 
 def _matching(dialect: str) -> Any:
     """The ids of the tasks whose text matches the search (bind `text`), through the database's full-text index."""
     h = HUMAN_TASK.c
     if dialect == "postgresql":
-        return select(h.id).where(func.to_tsvector(literal("simple", sa.String()).cast(REGCONFIG), h.text).op("@@")(
-            func.to_tsquery(literal("simple", sa.String()).cast(REGCONFIG), bindparam("text"))))
+        simple = sa.literal_column("'simple'::regconfig")  # a constant: the GIN index's expression must match
+        return select(h.id).where(func.to_tsvector(simple, h.text).op("@@")(func.to_tsquery(simple, bindparam("text"))))
     return select(h.id).where(sa.literal_column("human_task.rowid").in_(
         sa.text("SELECT rowid FROM human_task_search WHERE human_task_search MATCH :text")))
 
@@ -250,28 +256,31 @@ def _keys(columns: Any, sort: str) -> list[Any]:
     return [columns.created_at.desc(), columns.task_id.desc()]
 
 
-def _visible(count: int, by_process: bool, by_text: bool, sort: str, dialect: str, few: bool) -> sa.Subquery:
+def _visible(count: int, by_process: bool, words: int, sort: str, dialect: str, few: bool) -> sa.Subquery:
     """The user's entries (bind p0.., `depth`) in sort order; a task seen through two principals appears twice.
 
-    Usually each principal's entries are one index range scan that stops at `depth`; when a search matches `few`
-    tasks, the matches drive instead, so that nobody walks 100,000 entries to find none.
+    Usually each principal's entries are one index range scan that stops at `depth`, and a search (of `words`
+    words) checks each entry's task as it passes; when the search matches `few` tasks, the full-text index's
+    matches drive instead, so that nobody walks 100,000 entries to find none.
     """
-    e = INBOX.c
-    principals = [bindparam(f"p{n}") for n in range(count)]
+    e, h = INBOX.c, HUMAN_TASK.c
 
     def entries(*where: Any) -> sa.Select:
         query = select(e.task_id, e.sort_due, e.created_at).where(*where, e.active.is_(True))
         if by_process:
             query = query.where(e.process_id == bindparam("process_id"))
-        if by_text:  # on the walk, evaluated on the sort index's own task ids: no table lookups
-            query = query.where(e.task_id.in_(_matching(dialect)))
         return query
 
+    principals = [bindparam(f"p{n}") for n in range(count)]
     if few:  # on SQLite, a unary + keeps the planner off the principal index, so the matches drive
         principal = sa.literal_column("+inbox_entry.principal") if dialect == "sqlite" else e.principal
-        return entries(principal.in_(principals)).subquery()
-    branches = [select(*entries(e.principal == p).order_by(*_keys(e, sort)).limit(bindparam("depth")).subquery().c)
-                for p in principals]
+        return entries(principal.in_(principals), e.task_id.in_(_matching(dialect))).subquery()
+    spaced = " " + h.text  # each word typed starts a word: " text" contains " word"
+    # OFFSET 0 keeps PostgreSQL from turning the check into a join that reads every task before the walk begins
+    passing = [select(h.id).where(h.id == e.task_id, *(spaced.like(bindparam(f"w{n}")) for n in range(words)))
+               .offset(0).exists()] if words else []
+    branches = [select(*entries(e.principal == p, *passing).order_by(*_keys(e, sort)).limit(bindparam("depth"))
+                        .subquery().c) for p in principals]
     return union_all(*branches).subquery() if count > 1 else branches[0].subquery()
 
 
@@ -282,18 +291,18 @@ def search_count(dialect: str) -> sa.Select:
 
 
 @cache
-def inbox_count(count: int, by_process: bool, by_text: bool, dialect: str, few: bool = False) -> sa.Select:
+def inbox_count(count: int, by_process: bool, words: int, dialect: str, few: bool = False) -> sa.Select:
     """How many tasks the user sees, exact up to COUNT_CAP (bind depth=COUNT_CAP + 1)."""
-    seen = _visible(count, by_process, by_text, "due", dialect, few)
+    seen = _visible(count, by_process, words, "due", dialect, few)
     return select(func.count(seen.c.task_id.distinct()))
 
 
 @cache
-def inbox_page(count: int, by_process: bool, by_text: bool, sort: str, dialect: str, few: bool = False
+def inbox_page(count: int, by_process: bool, words: int, sort: str, dialect: str, few: bool = False
                ) -> sa.Select:
     """One page of the inbox (bind `limit`, `offset`, depth=limit+offset) with what each task's instance is about."""
     h, i = HUMAN_TASK.c, INSTANCE.c
-    seen = _visible(count, by_process, by_text, sort, dialect, few)
+    seen = _visible(count, by_process, words, sort, dialect, few)
     top = select(seen.c.task_id, seen.c.sort_due, seen.c.created_at).distinct().order_by(
         *_keys(seen.c, sort)).limit(bindparam("limit")).offset(bindparam("offset")).subquery()
     return select(HUMAN_TASK, i.title, i.business_key, i.starter).join(top, top.c.task_id == h.id).join(

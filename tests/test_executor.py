@@ -293,3 +293,42 @@ def test_a_thrown_signal_reaches_other_instances(engine):
     working = engine.start("p")
     engine.start("bell")
     assert engine.instance(working.id).status == "complete"
+
+
+def test_an_instance_busy_in_one_worker_does_not_hold_up_the_others(database_url):
+    import threading
+
+    called, release = threading.Event(), threading.Event()
+
+    def slow(data):
+        called.set()
+        release.wait(10)
+        return {"answered": True}
+
+    first, second = Engine(database_url, connectors={"slow": slow}), Engine(database_url)
+    first.deploy(process('<bpmn:startEvent id="start"/>', '<bpmn:parallelGateway id="split"/>',
+                         '<bpmn:serviceTask id="call" camunda:topic="slow"/>',
+                         f'<bpmn:intermediateCatchEvent id="wait">{timer("timeDuration", "PT1M")}'
+                         '</bpmn:intermediateCatchEvent>', '<bpmn:parallelGateway id="join"/>',
+                         '<bpmn:endEvent id="end"/>',
+                         flows="start>split split>call split>wait call>join wait>join join>end", process_id="busy"))
+    first.deploy(process('<bpmn:startEvent id="start"/>',
+                         f'<bpmn:intermediateCatchEvent id="wait">{timer("timeDuration", "PT1M")}'
+                         '</bpmn:intermediateCatchEvent>', '<bpmn:endEvent id="end"/>',
+                         flows="start>wait wait>end", process_id="other"))
+    busy, other = first.start("busy"), first.start("other")
+    clock.advance(timedelta(minutes=2))
+    worker = threading.Thread(target=first.run_due_jobs, kwargs={"limit": 1})
+    worker.start()
+    assert called.wait(10)  # the first worker holds the busy instance's service task
+    try:
+        assert second.run_due_jobs(limit=1) == 1  # the other instance's timer, not the busy one's
+        assert second.instance(other.id).status == "complete"
+    finally:
+        release.set()
+        worker.join(10)
+    while second.run_due_jobs():
+        pass
+    assert second.instance(busy.id).status == "complete"
+    first.close()
+    second.close()

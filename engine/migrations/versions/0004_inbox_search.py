@@ -6,6 +6,8 @@ Revises: 0003
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,6 +15,8 @@ revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
+
+WORD = re.compile(r"[^\W_]+")
 
 SQLITE = [
     "CREATE VIRTUAL TABLE human_task_search USING fts5(text, content='human_task', content_rowid='rowid')",
@@ -31,8 +35,13 @@ POSTGRESQL = ["CREATE INDEX ix_human_task_search ON human_task USING gin (to_tsv
 def upgrade() -> None:
     with op.batch_alter_table('human_task', schema=None) as batch_op:
         batch_op.add_column(sa.Column('text', sa.Text(), nullable=False, server_default=''))
-    op.execute("UPDATE human_task SET text = COALESCE((SELECT e.text FROM inbox_entry e"
-               " WHERE e.task_id = human_task.id LIMIT 1), '')")
+    bind = op.get_bind()
+    texts = bind.execute(sa.text("SELECT t.id, t.name, i.title, i.business_key, i.starter FROM human_task t"
+                                 " JOIN instance i ON i.id = t.instance_id").columns(id=sa.Uuid())).all()
+    task = sa.table('human_task', sa.column('id', sa.Uuid()), sa.column('text', sa.Text()))
+    for row in texts:  # the words, lowercased and one space apart, as the engine writes them at 0004
+        words = WORD.findall(" ".join(filter(None, (row.name, row.title, row.business_key, row.starter))).lower())
+        bind.execute(task.update().where(task.c.id == row.id).values(text=" ".join(words)))
     with op.batch_alter_table('inbox_entry', schema=None) as batch_op:
         batch_op.drop_column('text')
     for statement in SQLITE if op.get_bind().dialect.name == "sqlite" else POSTGRESQL:
