@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ HERE = Path(__file__).parent
 BPMN = HERE / "bpmn"
 PROCESSES = HERE.parent / "processes"
 POSTGRES = os.environ.get("BATON_TEST_POSTGRES_URL")
+PASSWORD = "correct horse battery"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,3 +77,21 @@ def _real_time() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+@contextmanager
+def web_app(url: str, users: dict[str, tuple[str, ...]], *, org: bool = False, **config: Any) -> Iterator[Any]:
+    """The web app on a database where each user signs in with PASSWORD and the roles given (and the demo org)."""
+    from baton.engine import Engine, accounts
+    from baton.engine.orgfile import import_file
+    from baton.web import create_app
+
+    engine = Engine(url)
+    if org:
+        import_file(engine.db.engine, PROCESSES / "demo" / "org.json")
+    for user, roles in users.items():
+        accounts.set_password(engine.db.engine, user, PASSWORD, roles)
+    engine.close()
+    app = create_app({"BATON_DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True, **config})
+    yield app
+    app.extensions["baton"].close()

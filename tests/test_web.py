@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,26 +14,18 @@ from flask.testing import FlaskClient
 from baton.engine import Engine, accounts
 from baton.engine.cli import main
 from baton.engine.worker import work
-from baton.engine.orgfile import import_file
-from baton.web import create_app
 from bpmn_builder import process
-
-PASSWORD = "correct horse battery"
-PROCESSES = Path(__file__).parent.parent / "processes"
+from conftest import PASSWORD, PROCESSES, web_app
 
 
 @pytest.fixture
 def app(sqlite_url: str) -> Iterator[Flask]:
     engine = Engine(sqlite_url)
-    import_file(engine.db.engine, PROCESSES / "demo" / "org.json")
     engine.deploy(PROCESSES / "purchase_approval.bpmn")
-    for user, roles in (("sam", ()), ("dana", ()), ("ivy", ()), ("adam", ("admin",))):
-        accounts.set_password(engine.db.engine, user, PASSWORD, roles)
     engine.close()
-    app = create_app({"BATON_DATABASE_URL": sqlite_url, "SECRET_KEY": "test", "TESTING": True,
-                      "WTF_CSRF_ENABLED": True})
-    yield app
-    app.extensions["baton"].close()
+    users = {"sam": (), "dana": (), "ivy": (), "adam": ("admin",)}
+    with web_app(sqlite_url, users, org=True, WTF_CSRF_ENABLED=True) as app:
+        yield app
 
 
 @pytest.fixture

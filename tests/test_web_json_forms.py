@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
-from test_web_pages import PASSWORD, client_for, post
+from test_web_pages import client_for, post
 
-from baton.engine import Engine, accounts
 from baton.engine.info import FormField
-from baton.web import create_app
+from conftest import web_app
 
 DATA = Path(__file__).parent / "data" / "json_forms"
 APPROVE = ("approve.bpmn", "approve-schema.json", "approve-uischema.json")
@@ -23,14 +22,8 @@ APPROVE = ("approve.bpmn", "approve-schema.json", "approve-uischema.json")
 
 @pytest.fixture
 def app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
-    engine = Engine(sqlite_url)
-    for user, roles in (("sam", ()), ("alice", ("analyst",))):
-        accounts.set_password(engine.db.engine, user, PASSWORD, roles)
-    engine.close()
-    app = create_app({"BATON_DATABASE_URL": sqlite_url, "SECRET_KEY": "test", "TESTING": True,
-                      "BATON_UPLOAD_DIR": str(tmp_path / "uploads")})
-    yield app
-    app.extensions["baton"].close()
+    with web_app(sqlite_url, {"sam": (), "alice": ("analyst",)}, BATON_UPLOAD_DIR=str(tmp_path / "uploads")) as app:
+        yield app
 
 
 def upload(client: FlaskClient, *names: str) -> str:

@@ -14,29 +14,19 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from baton.engine import Engine, accounts
-from baton.engine.orgfile import import_file
-from baton.web import create_app
+from baton.engine import Engine
 from bpmn_builder import DIVIDE
-from conftest import PROCESSES
+from conftest import PASSWORD, PROCESSES, web_app
 
-PASSWORD = "correct horse battery"
 PURCHASE = PROCESSES / "purchase_approval.bpmn"
 DESK = {"item": "Standing desk", "amount": "800", "currency": "USD", "cost_centre": "CC-ENG-210"}
 
 
 @pytest.fixture
 def app(sqlite_url: str, tmp_path: Any) -> Iterator[Flask]:
-    engine = Engine(sqlite_url)
-    import_file(engine.db.engine, PROCESSES / "demo" / "org.json")
-    for user, roles in (("sam", ()), ("ivy", ()), ("dana", ()), ("alice", ("analyst",)), ("leo", ("analyst",)),
-                        ("adam", ("admin",))):
-        accounts.set_password(engine.db.engine, user, PASSWORD, roles)
-    engine.close()
-    app = create_app({"BATON_DATABASE_URL": sqlite_url, "SECRET_KEY": "test", "TESTING": True,
-                      "BATON_UPLOAD_DIR": str(tmp_path / "uploads")})
-    yield app
-    app.extensions["baton"].close()
+    users = {"sam": (), "ivy": (), "dana": (), "alice": ("analyst",), "leo": ("analyst",), "adam": ("admin",)}
+    with web_app(sqlite_url, users, org=True, BATON_UPLOAD_DIR=str(tmp_path / "uploads")) as app:
+        yield app
 
 
 @pytest.fixture
