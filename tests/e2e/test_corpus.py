@@ -1,4 +1,4 @@
-"""Every file of the BPMN MIWG corpus (shared/corpus/miwg, beside the repo) imports into the vendored bpmn-js viewer.
+"""Every file of the MIWG corpus (../shared/corpus/miwg, or tests/data/miwg) imports into the vendored bpmn-js viewer.
 
 The viewer is the one the web app serves (web/static/vendor/bpmn-js, copied by .ci/vendor); it runs in headless
 Chromium on a blank page, with no server. Each diagram of each file is opened; import warnings are counted, not
@@ -11,10 +11,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from corpus import corpus
 from playwright.sync_api import Browser
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus" / "miwg"
+CORPUS = corpus()  # the whole corpus beside the repo, or the part kept in tests/data/miwg
 VIEWER = REPO / "web" / "static" / "vendor" / "bpmn-js" / "bpmn-navigated-viewer.production.min.js"
 
 IMPORT = """
