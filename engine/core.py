@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import exists, func, select
 
-from . import forms, jobs, mail, rows, runtime, store
+from . import forms, jobs, mail, pruning, rows, runtime, store
 from .clock import clock
 from .config import Settings
 from .connectors import BUILTIN as BUILTIN_CONNECTORS
@@ -423,6 +423,7 @@ class Engine(Deployment, Executor, Messaging):
     def _values(self, workflow: Any, step: runtime.Step, status: str | None, reserved: dict[str, Any]
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The instance row's new values, and what it now waits on (from one scan of the task tree)."""
+        pruning.prune(workflow)  # the stored state holds what is still active; history is in the event table
         found = runtime.scan(workflow)
         runtime.guard(workflow, found, reserved)
         if step.failure is not None:

@@ -28,6 +28,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
+from . import pruning
 from .clock import clock
 from .errors import InvalidState, TaskNotFound
 from .parsing import python_expression as parsing_expression
@@ -198,7 +199,7 @@ def advance(workflow: BpmnWorkflow, step: Step) -> None:
             step.record("completed", task)
 
     try:
-        workflow.do_engine_steps(will_complete_task=starting, did_complete_task=done)
+        pruning.run(workflow, will_complete_task=starting, did_complete_task=done)  # do_engine_steps, kept small
         prepare_human_tasks(workflow)
         step.thrown += thrown(workflow)
     except SpiffWorkflowException as exc:
