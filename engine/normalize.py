@@ -1,8 +1,9 @@
-"""Legal BPMN that SpiffWorkflow cannot run as drawn, rewritten into an equivalent form it runs, with notes."""
+"""Legal BPMN that SpiffWorkflow cannot run as drawn, rewritten into an equivalent form it runs; the checks of it."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -11,6 +12,9 @@ from lxml import etree
 log = logging.getLogger(__name__)
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
+ACTIVITI = "http://activiti.org/bpmn"
+DC = "http://www.omg.org/spec/DD/20100524/DC"
 NS = {"bpmn": BPMN}
 # Every element Baton inserts has an id with this prefix and no shape on the diagram; SpiffWorkflow runs it like
 # any other element, but its task spec carries no bpmn_id, so history, activity counts and markers never show it.
@@ -128,7 +132,7 @@ def _ref(node: etree._Element, kind: str, flow_id: str) -> None:
 
 
 def _unref(node: etree._Element, kind: str, flow_id: str | None) -> None:
-    for ref in node.iterfind(f"bpmn:{kind}", NS):
+    for ref in node.findall(f"bpmn:{kind}", NS):
         if (ref.text or "").strip() == flow_id:
             node.remove(ref)
 
@@ -139,12 +143,39 @@ def rewrite(root: etree._Element) -> Rewritten:
     if local(root) != "definitions":
         return done
     steps: list[Callable[[etree._Element, Rewritten], list[Note]]] = [
-        plain_data, empty_conditions, links, implicit_starts, implicit_ends, implicit_splits]
+        activiti, drawing, plain_data, empty_conditions, links, implicit_starts, implicit_ends, implicit_splits]
     for process in root.iterfind("bpmn:process", NS):
         process.set("isExecutable", "true")  # `executable` decides what deploys; a called process must parse too
     for step in steps:
         done.notes += step(root, done)
     return done
+
+
+def activiti(root: etree._Element, known: Rewritten) -> list[Note]:
+    """Activiti's extension namespace, which older Camunda diagrams use, means what Camunda's does (as in Camunda 7)."""
+    found = False
+    for node in root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        if node.tag.startswith(f"{{{ACTIVITI}}}"):
+            node.tag, found = f"{{{CAMUNDA}}}{etree.QName(node).localname}", True
+        for key in [k for k in node.attrib if k.startswith(f"{{{ACTIVITI}}}")]:
+            node.set(f"{{{CAMUNDA}}}{etree.QName(key).localname}", node.attrib.pop(key))
+            found = True
+    return [note(root, "the diagram's Activiti extensions are read as Camunda's")] if found else []
+
+
+def drawing(root: etree._Element, known: Rewritten) -> list[Note]:
+    """A shape whose bounds are not numbers draws nothing; SpiffWorkflow, which orders branches by them, skips it."""
+    notes = []
+    for bounds in list(root.iter(f"{{{DC}}}Bounds")):
+        try:
+            float(bounds.get("x", 0)) + float(bounds.get("y", 0))
+        except ValueError:
+            shape = bounds.getparent()
+            shape.remove(bounds)
+            notes.append(note(shape, f"the shape of '{shape.get('bpmnElement')}' has no position that is a number"))
+    return notes
 
 
 def plain_data(root: etree._Element, known: Rewritten) -> list[Note]:
@@ -212,8 +243,7 @@ def links(root: etree._Element, known: Rewritten) -> list[Note]:
         for group in catches.values():
             for catch, catch_link in group:
                 if id(catch) in used:
-                    catch.remove(catch_link)
-                    catch.tag = f"{{{BPMN}}}intermediateThrowEvent"  # a none event: the token passes through
+                    catch.remove(catch_link)  # a catch event of nothing: the token passes through
     return notes
 
 
@@ -334,7 +364,6 @@ def rename_internal(root: etree._Element) -> dict[str, str]:
 
 PYTHON = {"", "python", "python3", "py", "text/python", "text/x-python", "application/python", "application/x-python"}
 ASSIGNMENT = ("assignee", "candidateUsers", "candidateGroups")
-CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
 
 
 def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> list[tuple[etree._Element, str, str]]:
@@ -346,10 +375,17 @@ def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> list[tu
         for container in [process, *process.iter(*(f"{{{BPMN}}}{c}" for c in CONTAINERS - {"process"}))]:
             found += [(n, f"'{label(n)}' can never be reached: no path leads to it from a start event", "warning")
                       for n in unreachable(Graph(container, Rewritten())) if n.get("id") not in inserted]
+        lanes = {(ref.text or "").strip() for ref in process.iter(f"{{{BPMN}}}flowNodeRef")}
         for node in process.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}manualTask"):
-            if not any((node.get(f"{{{CAMUNDA}}}{a}") or "").strip() for a in ASSIGNMENT):
+            if node.get("id") not in lanes and not any((node.get(f"{{{CAMUNDA}}}{a}") or "").strip()
+                                                       for a in ASSIGNMENT):
                 found.append((node, f"nobody is assigned to '{label(node)}' and it names no candidate users or "
                                     "groups: anyone may claim it", "warning"))
+        for node in process.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}startEvent"):
+            key = (node.get(f"{{{CAMUNDA}}}formKey") or "").strip()
+            if key and node.find(f"bpmn:extensionElements/{{{CAMUNDA}}}formData", NS) is None:
+                found.append((node, f"'{label(node)}' takes its form from '{key}', which Baton cannot show: it "
+                                    "opens with no fields, so what that form would set stays unset", "warning"))
         for node in process.iter(f"{{{BPMN}}}scriptTask"):
             language = (node.get("scriptFormat") or "").strip()
             if language.lower() not in PYTHON:
@@ -359,6 +395,10 @@ def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> list[tu
             if not (node.get(f"{{{CAMUNDA}}}decisionRef") or _spiff_decision(node)):
                 found.append((node, f"the business rule task '{label(node)}' names no decision: set the decision "
                                     "it evaluates (camunda:decisionRef)", "error"))
+        for node in process.iter(f"{{{BPMN}}}boundaryEvent"):
+            if not any(etree.QName(c).localname.endswith("EventDefinition") for c in node if isinstance(c.tag, str)):
+                found.append((node, f"the boundary event '{label(node)}' has no trigger: say what it waits for (a "
+                                    "timer, a message, an error...)", "error"))
         for node in process.iter(f"{{{BPMN}}}subProcess", f"{{{BPMN}}}transaction"):
             if not children(node):
                 found.append((node, f"the sub-process '{label(node)}' is empty: draw what happens inside it, or "
@@ -393,3 +433,40 @@ def unreachable(graph: Graph) -> list[etree._Element]:
                 seen.add(node_id)
                 todo.append(node_id)
     return [n for node_id, n in graph.nodes.items() if node_id not in seen]
+
+
+def no_executable(processes: list[tuple[str, str | None]]) -> str:
+    """Why nothing deploys: every process is marked not executable, or none has a start event, or there is none."""
+    marked = [name for name, flag in processes if (flag or "").strip().lower() == "false"]
+    if marked:
+        names = ", ".join(f"'{name}'" for name in marked)
+        return (f"the file has no executable process: {names} {'is' if len(marked) == 1 else 'are'} marked not "
+                "executable (isExecutable=\"false\"); mark the process to run as executable in your modeller")
+    if processes:
+        return ("the file has no executable process: none is marked executable and none has a start event; mark "
+                "the process to run as executable in your modeller")
+    return "the file has no executable process"
+
+
+PROSE = re.compile(r"[^\W\d][\w'’?.,/-]*(\s+[\w'’?.,/-]+)+")
+
+
+def unreadable(node: etree._Element, text: str, what: str, message: str) -> str:
+    """Why an expression is not Python: the language it is written in, prose, or Python's own message."""
+    raw = " ".join(text.split())
+    shown = f"'{raw[:80]}…'" if len(raw) > 80 else f"'{raw}'"
+    language = node.get("language") or node.getroottree().getroot().get("expressionLanguage") or ""
+    owner = node.getparent() if node.getparent() is not None else node
+    subject = what.split(" cannot")[0].replace("the ", "", 1)
+    subject = f"the {subject} {shown}" + (f" of '{label(owner)}'" if owner.get("name") else "")
+    if "feel" in language.lower() or raw.startswith("="):
+        return f"{subject} is FEEL, which Baton cannot translate: write it in Python"
+    if raw.startswith("${") or "juel" in language.lower():
+        return f"{subject} is a JUEL expression Baton cannot translate: write it in Python"
+    if re.search(r"\b[A-Za-z]+:[A-Za-z]+\(", raw):
+        return f"{subject} is XPath, which Baton does not run: write it in Python"
+    if PROSE.fullmatch(raw):
+        return f"{subject} reads as prose: write the test it stands for in Python, such as decision == \"approve\""
+    if re.match(r"[^\W\d]\w*(\s+\w+)+\s*(=|==|!=|<|>)", raw):
+        return f"{subject} is not Python: a variable name cannot contain spaces"
+    return f"{what}: {message}"

@@ -20,7 +20,7 @@ from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser as Spiff
 from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask
 
-from . import forms, normalize
+from . import expressions, forms, normalize
 from .errors import InvalidDiagram, Problem
 from .specs import ServiceTask
 
@@ -38,12 +38,22 @@ ISO_8601 = re.compile(r"^(R\d*/)?([-+\d:.TZW]+/)?P(?=\d|T\d)[\dYMWD.]*(T[\dHMS.]
 NAIVE_DATE = re.compile(r"^\d{4}-\d\d-\d\d(T[\d:.]+)?$")
 UNSUPPORTED = {"complexGateway": "complex gateways are not supported",
                "compensateEventDefinition": "compensation is not supported"}
+REFERENCED = ("message", "signal", "error", "escalation")  # event definitions that name one of these by id
 # SpiffWorkflow's messages that say something an analyst can act on, in the analyst's words.
 REWORDED = [(re.compile(r'No DMN Diagram available with id "(.*?)"'),
              "the decision '{0}' is not among the uploaded files: upload its DMN file together with this diagram"),
             (re.compile(r"The process '(.*?)' was not found"),
              "the called process '{0}' is not among the uploaded files: upload its file together with this diagram"),
-            (re.compile(r"Time Specification Error"), "the timer's date, duration or cycle cannot be read")]
+            (re.compile(r"Time Specification Error"), "the timer's date, duration or cycle cannot be read"),
+            (re.compile(r"When looking for a task spec, we found two items.*\((.*?)\)"),
+             "the flow points to an element that does not exist: '{0}'"),
+            (re.compile(r'No "calledElement" attribute'),
+             "the call activity '{label}' names no process to call: set its called element"),
+            (re.compile(r"A multiinstance task must specify a cardinality or a loop input"),
+             "'{label}' repeats, but says neither how often nor over which collection: set a loop cardinality or "
+             "an input collection"),
+            (re.compile(r"A loopMaximum or loopCondition must be specified"),
+             "'{label}' loops, but has neither a loop condition nor a maximum: set one")]
 
 _safe_parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                                remove_comments=False)
@@ -133,21 +143,35 @@ def read_xml(src: Source, max_bytes: int) -> etree._Element:
 
 
 def python_expression(text: str | None) -> str | None:
-    """A modeller's expression as Python: `${x}` (JUEL) and `=x` (FEEL) forms reduced to their simple cases."""
+    """A modeller's expression as Python: JUEL (`${...}`) and FEEL (`=...`) are translated, Python kept as it is.
+
+    What cannot be translated is kept as written: lint reports why, and a run would fail as an incident.
+    """
     if text is None:
         return None
-    text = text.strip()
-    if text.startswith("${") and text.endswith("}"):
-        text = text[2:-1].strip()
-        text = re.sub(r"&&", " and ", text)
-        text = re.sub(r"\|\|", " or ", text)
-        text = re.sub(r"!(?!=)", " not ", text)
-        text = re.sub(r"\b(eq)\b", "==", re.sub(r"\b(ne)\b", "!=", text))
-        text = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", text)))
+    try:
+        return translate(text.strip())
+    except expressions.Untranslatable:
         return text.strip()
-    if text.startswith("="):
-        return text[1:].strip()
-    return text
+
+
+def translate(text: str) -> str:
+    """JUEL or FEEL as Python; a `${...}` that JUEL refuses but that reads as Python is Python, as Baton read it."""
+    try:
+        return expressions.to_python(text)
+    except expressions.Untranslatable:
+        inner = text[2:-1].strip() if text.startswith("${") and text.endswith("}") else ""
+        if inner and _compiles(inner):
+            return inner
+        raise
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<expression>", "eval")
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def timer_expression(text: str | None) -> str | None:
@@ -159,6 +183,11 @@ def timer_expression(text: str | None) -> str | None:
         if NAIVE_DATE.match(text):
             text += "+00:00"  # a date without a zone means UTC, never the server's local time
         return repr(text)
+    if "${" in text or "#{" in text:  # a JUEL template such as PT${hours}H
+        try:
+            return expressions.juel(text)
+        except expressions.Untranslatable:
+            return text
     return python_expression(text)
 
 
@@ -177,7 +206,12 @@ def literal_or_expression(value: str | None) -> dict[str, str] | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.startswith(("${", "=")):
+    if "${" in value or "#{" in value:  # JUEL, or a template such as `sales,${department}`
+        try:
+            return {"expression": expressions.juel(value)}
+        except expressions.Untranslatable:
+            return {"expression": value}
+    if value.startswith("="):
         return {"expression": python_expression(value) or ""}
     return {"literal": value}
 
@@ -351,8 +385,8 @@ class Parser(SpiffBpmnParser):
         self.inserted: set[str] = set()  # elements the import added: their tasks are no diagram element
         self.renamed: dict[str, str] = {}  # id in the parsed tree -> id in the diagram
 
-    def add(self, root: etree._Element, filename: str, inserted: set[str] = frozenset()) -> None:
-        self.inserted |= inserted
+    def add(self, root: etree._Element, filename: str, inserted: Iterable[str] = ()) -> None:
+        self.inserted |= set(inserted)
         self.renamed |= normalize.rename_internal(root)
         for node in root.iter():
             if isinstance(node.tag, str) and node.get("id") and node.tag.startswith(f"{{{BPMN}}}"):
@@ -407,12 +441,11 @@ def parse(sources: Iterable[Source], *, max_bytes: int,
         deploys = deploys or bool(deployable)
         try:
             rewritten = normalize.rewrite(root)
-        except Exception as exc:  # a rewrite must never stop the lint report
-            log.exception("could not rewrite %s", src.name)
+            parsed.problems.extend(lint_xml(src.name, root, check, deployable, rewritten.inserted))
+        except Exception as exc:  # a bug in a rewrite or a check must never stop the report
             parsed.problems.append(crash(exc, src.name))
             continue
         parsed.notes += [Problem(src.name, n.line, n.element_id, n.message, "note") for n in rewritten.notes]
-        parsed.problems.extend(lint_xml(src.name, root, check, deployable, rewritten.inserted))
         parsed.problems.extend(json_forms.link(src.name, root))
         normalize_expressions(root)
         roots[src.name] = root
@@ -426,31 +459,19 @@ def parse(sources: Iterable[Source], *, max_bytes: int,
                 parsed.files[process.get("id")] = src
                 parsed.names[process.get("id")] = process.get("name")
     if roots and not deploys and not any(r.tag.startswith("{" + DMN_PREFIX) for r in roots.values()):
-        parsed.problems.append(Problem(next(iter(roots)), None, None, no_executable(unexecutable)))
-    flagged = {p.element_id for p in parsed.problems if p.element_id and p.severity == "error"}
+        parsed.problems.append(Problem(next(iter(roots)), None, None, normalize.no_executable(unexecutable)))
+    errors = [p for p in parsed.problems if p.severity == "error"]
+    flagged = {p.element_id for p in errors if p.element_id} | {p.message for p in errors}
     for process_id, src in list(parsed.files.items()):
         try:
             parsed.processes[process_id] = parser.spec(process_id)
         except Exception as exc:
             found = problem(exc, src.name, parser)
-            if found.element_id not in flagged:
+            if found.element_id not in flagged and found.message not in flagged:
                 parsed.problems.append(found)
             del parsed.files[process_id]
     parsed.schemas = json_forms.used
     return parsed
-
-
-def no_executable(processes: list[tuple[str, str | None]]) -> str:
-    """Why nothing deploys: every process is marked not executable, or none has a start event, or there is none."""
-    marked = [name for name, flag in processes if (flag or "").strip().lower() == "false"]
-    if marked:
-        names = ", ".join(f"'{name}'" for name in marked)
-        return (f"the file has no executable process: {names} {'is' if len(marked) == 1 else 'are'} marked not "
-                "executable (isExecutable=\"false\"); mark the process to run as executable in your modeller")
-    if processes:
-        return ("the file has no executable process: none is marked executable and none has a start event; mark "
-                "the process to run as executable in your modeller")
-    return "the file has no executable process"
 
 
 def problem(exc: Exception, filename: str, parser: Parser) -> Problem:
@@ -462,12 +483,13 @@ def problem(exc: Exception, filename: str, parser: Parser) -> Problem:
     if not line and element_id in parser.nodes:
         line = parser.nodes[element_id].sourceline
     message = str(exc).split("\nSource Details")[0].strip()
+    node = parser.nodes.get(element_id or "")
+    name = normalize.label(node) if node is not None else element_id
     for pattern, words in REWORDED:
         if found := pattern.search(message):
-            message = words.format(*found.groups())
+            message = words.format(*found.groups(), label=name)
     if re.match(r"\w+(Error|Exception)\(", message):  # SpiffWorkflow wrapped an error of its own
-        node = parser.nodes.get(element_id or "")
-        message = f"'{normalize.label(node) if node is not None else element_id}' cannot be read: {message}"
+        message = f"'{name}' cannot be read: {message}"
     if element_id in parser.inserted:
         element_id = None
     element_id = parser.renamed.get(element_id or "", element_id)
@@ -492,7 +514,7 @@ def crash(exc: Exception, filename: str, parser: Parser | None = None) -> Proble
 
 
 def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], list[tuple[int, str]]] | None,
-             deployable: Iterable[str] = (), inserted: set[str] = frozenset()) -> list[Problem]:
+             deployable: Iterable[str] = (), inserted: Iterable[str] = ()) -> list[Problem]:
     """Checks SpiffWorkflow does not make, or makes one at a time: all of them, before anything runs.
 
     Only the processes that deploy (and those they call) are checked: a pool drawn beside them is documentation;
@@ -507,9 +529,10 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
 
     if not root.tag.startswith(f"{{{BPMN}}}"):
         return found
-    scope = set(deployable) | {c.get("calledElement") for c in root.iter(f"{{{BPMN}}}callActivity")}
+    deployable, inserted = set(deployable), set(inserted)
+    scope = deployable | {c.get("calledElement") for c in root.iter(f"{{{BPMN}}}callActivity")}
     processes = [p for p in root.iterfind("bpmn:process", NS) if p.get("id") in scope or not deployable]
-    messages = {m.get("id") for m in root.iter(f"{{{BPMN}}}message")}
+    defined = {kind: {m.get("id") for m in root.iter(f"{{{BPMN}}}{kind}")} for kind in REFERENCED}
     flows = {f.get("id"): f for f in root.iter(f"{{{BPMN}}}sequenceFlow")}
     ids = {n.get("id") for n in root.iter() if isinstance(n.tag, str) and n.get("id")}
     for node in (n for p in processes for n in p.iter()):
@@ -531,8 +554,9 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
         if local == "sequenceFlow" and flow_dangles(node, ids):
             missing = node.get("sourceRef") if node.get("sourceRef") not in ids else node.get("targetRef")
             add(node, f"the flow points to an element that does not exist: '{missing}'")
-        if local == "messageEventDefinition" and node.get("messageRef") and node.get("messageRef") not in messages:
-            add(node, f"the message '{node.get('messageRef')}' is never defined")
+        kind = local.removesuffix("EventDefinition")
+        if kind in REFERENCED and node.get(f"{kind}Ref") is not None and node.get(f"{kind}Ref") not in defined[kind]:
+            add(node, f"the {kind} '{node.get(f'{kind}Ref')}' is never defined")
         if local == "timerEventDefinition" and not any((c.text or "").strip() for c in node):
             add(node, f"the timer '{normalize.label(node.getparent())}' has no date, duration or cycle: set when "
                       "it fires")
@@ -540,14 +564,17 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
             add(node, f"the retry cycle '{(node.text or '').strip()}' is not R<n>/<duration> or a list of ISO 8601 "
                       "durations such as PT10S,PT1M,PT10M")
         if check is not None:
-            for text, mode, what in expressions(node, local):
+            for text, mode, what in expressions_of(node, local):
+                if mode == "eval" and (refused := untranslatable(text)):
+                    add(node, f"{normalize.unreadable(node, text, what, refused)} ({refused})")
+                    continue
                 for offset, message in check(python_expression(text) if mode == "eval" else text, mode):
                     line = (node.sourceline or 0) + max(offset - 1, 0) if mode == "exec" else node.sourceline
                     # What does not compile blocks deployment; what the sandbox refuses fails (as an incident) when run.
                     if not message.startswith("SyntaxError"):
                         add(node, f"{what.replace('cannot', 'will not')}: {message}", "warning", line=line)
                     elif mode == "eval":
-                        add(node, unreadable(node, text, what, message), line=line)
+                        add(node, normalize.unreadable(node, text, what, message), line=line)
                     else:
                         add(node, f"{what}: {message}", line=line)
     for node, message, severity in normalize.checks(root, {p.get("id") for p in processes}, inserted):
@@ -555,28 +582,13 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
     return found
 
 
-PROSE = re.compile(r"[^\W\d][\w'’?.,/-]*(\s+[\w'’?.,/-]+)+")
-
-
-def unreadable(node: etree._Element, text: str, what: str, message: str) -> str:
-    """Why an expression is not Python: the language it is written in, prose, or Python's own message."""
-    raw = " ".join(text.split())
-    shown = f"'{raw[:80]}…'" if len(raw) > 80 else f"'{raw}'"
-    language = node.get("language") or node.getroottree().getroot().get("expressionLanguage") or ""
-    owner = node.getparent() if node.getparent() is not None else node
-    subject = what.split(" cannot")[0].replace("the ", "", 1)
-    subject = f"the {subject} {shown}" + (f" of '{normalize.label(owner)}'" if owner.get("name") else "")
-    if "feel" in language.lower() or raw.startswith("="):
-        return f"{subject} is FEEL, which Baton cannot translate: write it in Python"
-    if raw.startswith("${") or "juel" in language.lower():
-        return f"{subject} is a JUEL expression Baton cannot translate: write it in Python"
-    if re.search(r"\b[A-Za-z]+:[A-Za-z]+\(", raw):
-        return f"{subject} is XPath, which Baton does not run: write it in Python"
-    if PROSE.fullmatch(raw):
-        return f"{subject} reads as prose: write the test it stands for in Python, such as decision == \"approve\""
-    if re.match(r"[^\W\d]\w*(\s+\w+)+\s*(=|==|!=|<|>)", raw):
-        return f"{subject} is not Python: a variable name cannot contain spaces"
-    return f"{what}: {message}"
+def untranslatable(text: str) -> str | None:
+    """Why a JUEL or FEEL expression cannot become Python, or None when it can (or is Python already)."""
+    try:
+        translate(text.strip())
+    except expressions.Untranslatable as exc:
+        return str(exc)
+    return None
 
 
 def retry_cycle_ok(cycle: str) -> bool:
@@ -589,7 +601,7 @@ def retry_cycle_ok(cycle: str) -> bool:
     return True
 
 
-def expressions(node: etree._Element, local: str) -> list[tuple[str, str, str]]:
+def expressions_of(node: etree._Element, local: str) -> list[tuple[str, str, str]]:
     if local == "script" and node.text:
         return [(node.text, "exec", "the script cannot run")]
     if local in ("conditionExpression", "completionCondition", "loopCondition") and node.text:

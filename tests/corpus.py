@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -67,10 +69,24 @@ def answer(field: Any) -> Any:
     return {"boolean": True, "long": 1, "decimal": 1, "date": date.today().isoformat()}.get(field.type, "x")
 
 
+def unset(instance: Any) -> set[str]:
+    """The names a failed expression read that the instance's data lacks (a task's external form sets them)."""
+    quoted = re.search(r"expression '(.+)'", instance.incidents[0].message) if instance.incidents else None
+    try:
+        tree = ast.parse(quoted.group(1), mode="eval") if quoted else None
+    except SyntaxError:
+        return set()
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree else set()
+    return names - set(instance.data) - set(dir(builtins))
+
+
 def drive(engine: Engine, instance_id: Any) -> str:
     """Complete tasks, fire timers, run jobs and deliver awaited messages and signals until the instance ends."""
     for _ in range(ROUNDS):
         instance = engine.instance(instance_id)
+        if instance.status == "error" and (missing := unset(instance)):
+            engine.retry(instance_id, data=dict.fromkeys(missing, True))  # what an external form would have set
+            continue
         if instance.status != "active":
             return instance.status
         kinds = {w.kind for w in instance.waiting_on}

@@ -62,7 +62,7 @@ def test_lint_prints_every_problem_with_its_line(baton, tmp_path):
     linted = baton("lint", str(broken))
     assert linted.returncode == 2
     assert f"broken.bpmn:{flow} [to_done]: the flow points to an element that does not exist" in linted.stdout
-    assert f"broken.bpmn:{end} [End]: the id 'End' is reserved" in linted.stdout
+    assert f"broken.bpmn:{end} [End]: 'End' can never be reached" in linted.stdout  # a warning, with its line
     assert baton("lint", str(REVIEW)).stdout.strip() == "0 errors, 0 warnings"
 
     deployed = baton("deploy", str(broken))
