@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select
 
 from . import forms, jobs, mail, pruning, rows, runtime, store
 from .clock import clock
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 RESERVED = ("starter",)
 CACHED_WORKFLOWS = 256
+_NEWEST = select(Definition.id, Definition.version).where(Definition.process_id == bindparam("process_id")).order_by(
+    Definition.version.desc()).limit(1)  # built once: building a statement costs more than running it on SQLite
 
 
 class Loaded:
@@ -112,8 +114,7 @@ class Engine(Deployment, Executor, Messaging):
         When the process declares a start form and a user starts it, only that form's fields are accepted.
         """
         with self.db.reading() as conn:
-            definition = conn.execute(select(Definition.id, Definition.version).where(
-                Definition.process_id == process_id).order_by(Definition.version.desc()).limit(1)).first()
+            definition = conn.execute(_NEWEST, {"process_id": process_id}).first()
             if definition is None:
                 raise DefinitionNotFound(process_id)
             spec, _ = self._spec(conn, definition.id)
@@ -135,8 +136,7 @@ class Engine(Deployment, Executor, Messaging):
         `then` acts on the new workflow (fires the timer, delivers the message); `within` writes in the same
         transaction (the lease of the job or the message that started it).
         """
-        with self.db.reading() as conn:
-            spec, subprocesses = self._spec(conn, definition.id)
+        spec, subprocesses = self._spec(None, definition.id)
         workflow = runtime.create(spec, subprocesses, self.script_engine)
         reserved = {"starter": user}
         with self._stepping(runtime.Step()) as step:
@@ -411,7 +411,8 @@ class Engine(Deployment, Executor, Messaging):
             about = _about({**loaded.row._mapping, **values})
             store.write_projections(conn, loaded.id, loaded.process_id, loaded.workflow, loaded.waiting, waiting,
                                     about)
-            if about["active"] != (loaded.status == "active") or values["title"] != loaded.row.title:
+            if (about["active"] != (loaded.status == "active") or values["title"] != loaded.row.title) \
+                    and any(w["kind"] == "task" for w in waiting):  # else its task rows went with `before`
                 store.refresh_inbox(conn, loaded.id, about)
             store.write_history(conn, loaded.id, step)
             info = rows.instance_info(conn, SimpleNamespace(**{**loaded.row._mapping, **values,
@@ -456,7 +457,11 @@ class Engine(Deployment, Executor, Messaging):
             self._workflows.pop(next(iter(self._workflows)), None)
 
     def _spec(self, conn: Any, definition_id: int) -> tuple[Any, dict[str, Any]]:
+        """A definition's parsed spec, read (on `conn`, or else a connection of its own) once per engine."""
         if definition_id not in self._specs:
+            if conn is None:
+                with self.db.reading() as own:
+                    return self._spec(own, definition_id)
             text = conn.execute(select(Definition.spec).where(Definition.id == definition_id)).scalar_one()
             self._specs[definition_id] = load_spec(text)
         return self._specs[definition_id]
