@@ -50,6 +50,16 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def engine(database_url: str) -> Iterator[Any]:
+    """An Engine on the test's database (SQLite, and PostgreSQL when available), closed after the test."""
+    from baton.engine import Engine
+
+    made = Engine(database_url)
+    yield made
+    made.close()
+
+
+@pytest.fixture
 def fresh() -> Iterator[Callable[[str], Any]]:
     """A new Engine on a database; its script processes are stopped after the test."""
     made: list[Any] = []

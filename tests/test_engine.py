@@ -22,13 +22,6 @@ from bpmn_builder import APPROVAL, DIVIDE, process
 from conftest import diagram
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = Engine(database_url)
-    yield engine
-    engine.close()
-
-
 def fresh(url):
     """A new Engine on the same database: every step also proves persistence."""
     return Engine(url)

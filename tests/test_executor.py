@@ -22,13 +22,6 @@ def task(element_id: str, name: str | None = None) -> str:
     return f'<bpmn:userTask id="{element_id}" name="{name or element_id}" camunda:assignee="ann"/>'
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = Engine(database_url)
-    yield engine
-    engine.close()
-
-
 def fired(engine, instance_id):
     return [e.element_id for e in engine.history(instance_id) if e.kind == "timer fired"]
 

@@ -9,13 +9,6 @@ from baton.engine.errors import InvalidDiagram
 from bpmn_builder import HEAD, process
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = Engine(database_url)
-    yield engine
-    engine.close()
-
-
 def fresh(url):
     """A new Engine on the same database: every step also proves persistence."""
     return Engine(url)
