@@ -392,6 +392,7 @@ class Parser(SpiffBpmnParser):
             if isinstance(node.tag, str) and node.get("id") and node.tag.startswith(f"{{{BPMN}}}"):
                 self.nodes.setdefault(node.get("id"), node)
         if root.tag.startswith("{" + DMN_PREFIX) or "DMN" in root.tag:
+            feel_cells(root)
             self.add_dmn_xml(root, filename=filename)
         else:
             self.add_bpmn_xml(root, filename=filename)
@@ -580,6 +581,28 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
     for node, message, severity in normalize.checks(root, {p.get("id") for p in processes}, inserted):
         add(node, message, severity)
     return found
+
+
+def feel_cells(root: etree._Element) -> None:
+    """A decision table's FEEL as the Python SpiffWorkflow evaluates (`dmninputexpr` is its name for the input).
+
+    Input entries are unary tests (`>= 1000`, `[1..10)`, `"gold","silver"`); input expressions and outputs are
+    expressions. A cell FEEL cannot read, such as SpiffArena's Python cells, is left as written.
+    """
+    def rewrite(cell: etree._Element | None, translate: Callable[[str], str]) -> None:
+        if cell is not None and cell.text and cell.text.strip() not in ("", "-"):
+            try:
+                cell.text = translate(cell.text)
+            except expressions.Untranslatable:
+                pass
+
+    for node in root.iter():
+        local = etree.QName(node).localname if isinstance(node.tag, str) else ""
+        text = node.find("{*}text") if local in ("inputEntry", "inputExpression", "outputEntry") else None
+        if local == "inputEntry":
+            rewrite(text, lambda cell: expressions.feel_unary_tests(cell, "dmninputexpr"))
+        elif local in ("inputExpression", "outputEntry"):
+            rewrite(text, expressions.feel)
 
 
 def untranslatable(text: str) -> str | None:

@@ -468,3 +468,39 @@ def test_spiffworkflow_dmn_engine_evaluates_a_translated_cell(sandbox, cell, amo
     task = SimpleNamespace(workflow=SimpleNamespace(script_engine=engine), data={"order": {"amount": amount}})
     match = feel_unary_tests(cell, "dmninputexpr")
     assert DMNEngine(None).evaluate(feel("order.amount"), match, task) is matches
+
+
+TIERS = b'''<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="tiers_defs" name="Tiers" namespace="x">
+  <decision id="tier" name="Tier">
+    <decisionTable id="table" hitPolicy="FIRST">
+      <input id="in_amount"><inputExpression id="e1" typeRef="number"><text>amount</text></inputExpression></input>
+      <input id="in_level"><inputExpression id="e2" typeRef="string"><text>level</text></inputExpression></input>
+      <output id="out" name="tier" typeRef="string"/>
+      <rule id="r1"><inputEntry id="a1"><text>[0..1000)</text></inputEntry>
+        <inputEntry id="b1"><text>"gold","silver"</text></inputEntry>
+        <outputEntry id="o1"><text>"small vip"</text></outputEntry></rule>
+      <rule id="r2"><inputEntry id="a2"><text>&lt; 1000</text></inputEntry>
+        <inputEntry id="b2"><text>not("gold","silver")</text></inputEntry>
+        <outputEntry id="o2"><text>"small"</text></outputEntry></rule>
+      <rule id="r3"><inputEntry id="a3"><text>&gt;= 1000</text></inputEntry>
+        <inputEntry id="b3"><text>-</text></inputEntry>
+        <outputEntry id="o3"><text>if amount &gt; 5000 then "huge" else "large"</text></outputEntry></rule>
+    </decisionTable>
+  </decision>
+</definitions>
+'''
+
+
+@pytest.mark.parametrize(("amount", "level", "tier"), [(500, "gold", "small vip"), (999, "bronze", "small"),
+                                                       (1000, "gold", "large"), (7000, "none", "huge")])
+def test_feel_decision_tables_run_through_the_engine(sqlite_url, amount, level, tier):
+    from baton.engine import Engine
+    from bpmn_builder import process
+
+    engine = Engine(sqlite_url)
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          '<bpmn:businessRuleTask id="decide" camunda:decisionRef="tier"/>',
+                          '<bpmn:endEvent id="end"/>', flows="start>decide decide>end"), TIERS)
+    assert engine.start("p", {"amount": amount, "level": level}).data["tier"] == tier
+    engine.close()
