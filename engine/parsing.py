@@ -30,7 +30,8 @@ BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
 SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 DMN_PREFIX = "https://www.omg.org/spec/DMN/"
-NS = {"bpmn": BPMN, "camunda": CAMUNDA, "spiffworkflow": SPIFF}
+ZEEBE = "http://camunda.org/schema/zeebe/1.0"
+NS = {"bpmn": BPMN, "camunda": CAMUNDA, "spiffworkflow": SPIFF, "zeebe": ZEEBE}
 # SpiffArena's properties naming the JSON-Schema form (and its UI schema) of a user task.
 SCHEMA, UI_SCHEMA = "formJsonSchemaFilename", "formUiSchemaFilename"
 ISO_8601 = re.compile(r"^(R\d*/)?([-+\d:.TZW]+/)?P(?=\d|T\d)[\dYMWD.]*(T[\dHMS.]*)?(/[-+\d:.TZ]+)?$"
@@ -253,6 +254,10 @@ def baton_extensions(node: etree._Element, json_forms: JsonForms) -> dict[str, A
     """What Baton reads from analysts' tools on a user task or start event."""
     attr = {k: node.get(f"{{{CAMUNDA}}}{k}") for k in ("assignee", "candidateUsers", "candidateGroups", "dueDate",
                                                         "formKey", "priority")}
+    for zeebe in node.iterfind("bpmn:extensionElements/zeebe:assignmentDefinition", NS):  # Camunda 8
+        attr |= {k: v for k in ("assignee", "candidateUsers", "candidateGroups") if (v := zeebe.get(k))}
+    for zeebe in node.iterfind("bpmn:extensionElements/zeebe:taskSchedule", NS):
+        attr["dueDate"] = attr["dueDate"] or zeebe.get("dueDate")
     files = form_files(node)
     return {
         "assignee": literal_or_expression(attr["assignee"]),
@@ -336,6 +341,9 @@ class ServiceTaskParser(SpiffTaskParser):
             connector_id = self.node.find("bpmn:extensionElements/camunda:connector/camunda:connectorId", NS)
             if connector is None and connector_id is not None:
                 connector = connector_id.text
+            job_type = self.node.find("bpmn:extensionElements/zeebe:taskDefinition", NS)
+            if connector is None and job_type is not None:  # Camunda 8: the job type names the worker
+                connector = job_type.get("type")
             params = {p.get("name"): p.text or "" for p in
                       self.node.iterfind("bpmn:extensionElements/camunda:inputOutput/camunda:inputParameter", NS)}
             result = get(f"{{{CAMUNDA}}}resultVariable")

@@ -300,3 +300,27 @@ def test_whatever_spiffworkflow_raises_becomes_a_problem(engine, monkeypatch):
     monkeypatch.setattr(parsing.Parser, "spec", broken)
     report = engine.lint(process('<bpmn:startEvent id="start"/>', '<bpmn:endEvent id="end"/>', flows="start>end"))
     assert [p.message for p in report.errors] == ["the diagram cannot be read: KeyError: 'decisionRef'"]
+
+
+ZEEBE = 'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" '
+
+
+def test_camunda_8_assignments_and_job_types_are_read(sqlite_url):
+    from baton.engine import Engine
+
+    xml = process('<bpmn:startEvent id="start"/>',
+                  '<bpmn:serviceTask id="price"><bpmn:extensionElements><zeebe:taskDefinition type="pricing"/>'
+                  '</bpmn:extensionElements></bpmn:serviceTask>',
+                  '<bpmn:userTask id="check" name="Check"><bpmn:extensionElements>'
+                  '<zeebe:assignmentDefinition assignee="=reviewer" candidateGroups="buyers, clerks"/>'
+                  '<zeebe:taskSchedule dueDate="2031-05-01T09:00:00Z"/></bpmn:extensionElements></bpmn:userTask>',
+                  '<bpmn:endEvent id="end"/>', flows="start>price price>check check>end"
+                  ).replace(b"xmlns:camunda=", ZEEBE.encode() + b"xmlns:camunda=")
+    engine = Engine(sqlite_url, connectors={"pricing": lambda data: {"total": data["count"] * 3}})
+    engine.deploy(xml)
+    instance = engine.start("p", {"count": 2, "reviewer": "vera"})
+    engine.run_due_jobs()
+    [task] = engine.tasks(instance_id=instance.id)
+    assert (task.assignee, task.candidate_groups, task.due.year) == ("vera", ("buyers", "clerks"), 2031)
+    assert engine.instance(instance.id).data["total"] == 6
+    engine.close()
