@@ -346,6 +346,8 @@ class ServiceTaskParser(SpiffTaskParser):
                 connector = job_type.get("type")
             params = {p.get("name"): p.text or "" for p in
                       self.node.iterfind("bpmn:extensionElements/camunda:inputOutput/camunda:inputParameter", NS)}
+            params |= {p.get("target"): p.get("source") or "" for p in  # Camunda 8: what the job worker gets
+                       self.node.iterfind("bpmn:extensionElements/zeebe:ioMapping/zeebe:input", NS) if p.get("target")}
             result = get(f"{{{CAMUNDA}}}resultVariable")
         cycle = self.node.findtext("bpmn:extensionElements/camunda:failedJobRetryTimeCycle", None, NS)
         return ServiceTask(self.spec, self.bpmn_id, connector=connector, params=params, result_variable=result,

@@ -305,11 +305,12 @@ def test_whatever_spiffworkflow_raises_becomes_a_problem(engine, monkeypatch):
 ZEEBE = 'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" '
 
 
-def test_camunda_8_assignments_and_job_types_are_read(sqlite_url):
+def test_camunda_8_assignments_job_types_and_inputs_are_read(sqlite_url):
     from baton.engine import Engine
 
     xml = process('<bpmn:startEvent id="start"/>',
                   '<bpmn:serviceTask id="price"><bpmn:extensionElements><zeebe:taskDefinition type="pricing"/>'
+                  '<zeebe:ioMapping><zeebe:input source="=amount + 1" target="count"/></zeebe:ioMapping>'
                   '</bpmn:extensionElements></bpmn:serviceTask>',
                   '<bpmn:userTask id="check" name="Check"><bpmn:extensionElements>'
                   '<zeebe:assignmentDefinition assignee="=reviewer" candidateGroups="buyers, clerks"/>'
@@ -318,7 +319,7 @@ def test_camunda_8_assignments_and_job_types_are_read(sqlite_url):
                   ).replace(b"xmlns:camunda=", ZEEBE.encode() + b"xmlns:camunda=")
     engine = Engine(sqlite_url, connectors={"pricing": lambda data: {"total": data["count"] * 3}})
     engine.deploy(xml)
-    instance = engine.start("p", {"count": 2, "reviewer": "vera"})
+    instance = engine.start("p", {"amount": 1, "reviewer": "vera"})
     engine.run_due_jobs()
     [task] = engine.tasks(instance_id=instance.id)
     assert (task.assignee, task.candidate_groups, task.due.year) == ("vera", ("buyers", "clerks"), 2031)
