@@ -325,3 +325,19 @@ def test_camunda_8_assignments_job_types_and_inputs_are_read(sqlite_url):
     assert (task.assignee, task.candidate_groups, task.due.year) == ("vera", ("buyers", "clerks"), 2031)
     assert engine.instance(instance.id).data["total"] == 6
     engine.close()
+
+
+def test_camunda_7_input_and_output_parameters_are_set_around_the_task(engine):
+    engine.deploy(process('<bpmn:startEvent id="start"/>',
+                          '<bpmn:userTask id="check" name="Check" camunda:assignee="ann"><bpmn:extensionElements>'
+                          '<camunda:inputOutput><camunda:inputParameter name="greeting">Hello ${name}'
+                          '</camunda:inputParameter><camunda:inputParameter name="limit">${amount * 2}'
+                          '</camunda:inputParameter><camunda:outputParameter name="checked_by">${reviewer}'
+                          '</camunda:outputParameter></camunda:inputOutput></bpmn:extensionElements></bpmn:userTask>',
+                          '<bpmn:endEvent id="end"/>', flows="start>check check>end"))
+    instance = engine.start("p", {"name": "Sam", "amount": 40})
+    [task] = engine.tasks(instance_id=instance.id)
+    waiting = engine.instance(instance.id).data
+    assert (waiting["greeting"], waiting["limit"]) == ("Hello Sam", 80)
+    done = engine.complete_task(task.id, {"reviewer": "ann"})
+    assert (done.status, done.data["checked_by"]) == ("complete", "ann")
