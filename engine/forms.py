@@ -133,6 +133,43 @@ def from_json_schema(schema: Any, ui_schema: Any = None) -> tuple[list[dict[str,
     return fields, found
 
 
+FORM_JS = {"textfield": {"type": "string"}, "textarea": {"type": "string"}, "number": {"type": "number"},
+           "checkbox": {"type": "boolean"}, "select": {"type": "string"}, "radio": {"type": "string"}}
+SHOWN_ONLY = {"text", "html", "spacer", "separator", "image", "button", "iframe"}  # nothing to enter
+
+
+def from_form_js(form: Any) -> tuple[list[dict[str, Any]], list[Unsupported]]:
+    """A Camunda 8 form (form-js JSON, `zeebe:userTaskForm`) as form fields, through the JSON-Schema reading."""
+    components = form.get("components") if isinstance(form, dict) else None
+    if not isinstance(components, list):
+        return [], [Unsupported(None, 'the Camunda form must have "components"')]
+    properties, required, ui, found = {}, [], {"ui:order": []}, []
+    for c in (c for c in components if isinstance(c, dict) and c.get("type") not in SHOWN_ONLY):
+        key, kind = str(c.get("key") or ""), c.get("type")
+        date = kind == "datetime" and c.get("subtype") == "date"
+        if not key.isidentifier() or (kind not in FORM_JS and not date):
+            found.append(Unsupported(key or None, f"the {kind} field '{key}' cannot be shown: " + (
+                "its key must be a plain name" if not key.isidentifier() else "only text, number, checkbox, "
+                "select, radio, textarea and date fields are supported")))
+            continue
+        rules = c.get("validate") if isinstance(c.get("validate"), dict) else {}
+        prop = dict(FORM_JS.get(kind) or {"type": "string", "format": "date"}, title=c.get("label") or key)
+        prop |= {k: rules[k] for k in ("minLength", "maxLength") if k in rules}
+        prop |= {name: rules[k] for k, name in (("min", "minimum"), ("max", "maximum")) if k in rules}
+        prop |= {"default": c["defaultValue"]} if "defaultValue" in c else {}
+        prop |= {"description": c["description"]} if c.get("description") else {}
+        prop |= {"readOnly": True} if c.get("disabled") or c.get("readonly") else {}
+        if kind in ("select", "radio"):
+            values = c.get("values") if isinstance(c.get("values"), list) else []
+            prop["oneOf"] = [{"const": v.get("value"), "title": v.get("label")} for v in values if isinstance(v, dict)]
+        properties[key] = prop
+        required += [key] if rules.get("required") else []
+        ui[key] = {"ui:widget": "textarea"} if kind == "textarea" else {}
+        ui["ui:order"].append(key)
+    fields, more = from_json_schema({"type": "object", "properties": properties, "required": required}, ui)
+    return fields, found + more
+
+
 def ordered(keys: list[str], order: Any) -> list[str]:
     """The keys in `ui:order`'s order, where "*" stands for the others in the schema's order (else they follow)."""
     if not isinstance(order, list):

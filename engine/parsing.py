@@ -265,9 +265,27 @@ def baton_extensions(node: etree._Element, json_forms: JsonForms) -> dict[str, A
         "candidate_groups": literal_or_expression(attr["candidateGroups"]),
         "due": literal_or_expression(attr["dueDate"]),
         "form_key": attr["formKey"],
-        "form": json_forms.fields.get(files, []) if files else form_fields(node),
+        "form": json_forms.fields.get(files, []) if files else form_fields(node) or zeebe_form(node)[0],
         "properties": properties(node),
     }
+
+
+def zeebe_form(node: etree._Element) -> tuple[list[dict[str, Any]], list[forms.Unsupported]]:
+    """A Camunda 8 task's embedded form (`zeebe:formDefinition` naming a `zeebe:userTaskForm`) as form fields."""
+    definition = node.find("bpmn:extensionElements/zeebe:formDefinition", NS)
+    if definition is None:
+        return [], []
+    key = (definition.get("formKey") or "").removeprefix("camunda-forms:bpmn:")
+    embedded = next((f for f in node.getroottree().getroot().iter(f"{{{ZEEBE}}}userTaskForm")
+                     if f.get("id") == key), None)
+    if embedded is None:
+        named = definition.get("formKey") or definition.get("formId")
+        return [], [forms.Unsupported(None, f"the Camunda form '{named}' is not in the diagram: embed it in the "
+                                            "diagram (Camunda Modeler's embedded form)")]
+    try:
+        return forms.from_form_js(json.loads(embedded.text or ""))
+    except ValueError as exc:
+        return [], [forms.Unsupported(None, f"the Camunda form '{key}' is not valid JSON: {exc}")]
 
 
 class JsonForms:
@@ -571,6 +589,9 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
         if local == "timerEventDefinition" and not any((c.text or "").strip() for c in node):
             add(node, f"the timer '{normalize.label(node.getparent())}' has no date, duration or cycle: set when "
                       "it fires")
+        if local == "formDefinition" and node.tag == f"{{{ZEEBE}}}formDefinition":
+            for refused in zeebe_form(node.getparent().getparent())[1]:
+                add(node, refused.message, refused.severity)
         if local == "failedJobRetryTimeCycle" and not retry_cycle_ok((node.text or "").strip()):
             add(node, f"the retry cycle '{(node.text or '').strip()}' is not R<n>/<duration> or a list of ISO 8601 "
                       "durations such as PT10S,PT1M,PT10M")

@@ -10,6 +10,7 @@ import pytest
 
 from baton.engine import InvalidData, InvalidDiagram, parsing
 from baton.engine.forms import accept, from_json_schema
+from bpmn_builder import process
 
 DATA = Path(__file__).parent / "data" / "json_forms"
 APPROVE = DATA / "approve.bpmn"
@@ -220,3 +221,40 @@ def test_a_decimal_field_takes_decimals_within_its_limits(value, ok):
     else:
         with pytest.raises(InvalidData):
             accept(fields, {"price": value})
+
+
+CAMUNDA_8_FORM = '''{"components": [
+  {"type": "text", "text": "# Check the order"},
+  {"type": "textfield", "key": "item", "label": "Item", "disabled": true},
+  {"type": "number", "key": "quantity", "label": "Quantity", "validate": {"required": true, "min": 1, "max": 9}},
+  {"type": "radio", "key": "decision", "label": "Decision", "validate": {"required": true},
+   "values": [{"label": "Approve", "value": "approve"}, {"label": "Reject", "value": "reject"}]},
+  {"type": "datetime", "subtype": "date", "key": "deliver_by", "label": "Deliver by"},
+  {"type": "checklist", "key": "extras", "label": "Extras"}]}'''
+
+
+def camunda_8_form(form: str) -> bytes:
+    return process('<bpmn:startEvent id="start"/>',
+                   '<bpmn:userTask id="check" name="Check" camunda:assignee="ann"><bpmn:extensionElements>'
+                   '<zeebe:formDefinition formKey="camunda-forms:bpmn:form_1"/></bpmn:extensionElements>'
+                   '</bpmn:userTask>', '<bpmn:endEvent id="end"/>', flows="start>check check>end",
+                   extra=f'<bpmn:extensionElements><zeebe:userTaskForm id="form_1">{form}</zeebe:userTaskForm>'
+                         '</bpmn:extensionElements>'
+                   ).replace(b"xmlns:camunda=", b'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:camunda=')
+
+
+def test_a_camunda_8_form_is_shown_and_checked_and_what_it_cannot_show_is_a_lint_error(engine):
+    report = engine.lint(camunda_8_form(CAMUNDA_8_FORM))
+    assert [(p.element_id, p.message) for p in report.errors] == [
+        ("check", "the checklist field 'extras' cannot be shown: only text, number, checkbox, select, radio, "
+                  "textarea and date fields are supported")]
+    form = CAMUNDA_8_FORM.replace(',\n  {"type": "checklist", "key": "extras", "label": "Extras"}', "")
+    engine.deploy(camunda_8_form(form))
+    [task] = engine.tasks(instance_id=engine.start("p", {"item": "Desk"}).id)
+    assert [(f.id, f.type, f.required, f.readonly) for f in task.form] == [
+        ("item", "string", False, True), ("quantity", "decimal", True, False), ("decision", "enum", True, False),
+        ("deliver_by", "date", False, False)]
+    with pytest.raises(InvalidData):
+        engine.complete_task(task.id, {"quantity": "12", "decision": "approve"}, user="ann")
+    done = engine.complete_task(task.id, {"quantity": "2", "decision": "approve", "item": "Yacht"}, user="ann")
+    assert (done.data["quantity"], done.data["decision"], done.data["item"]) == (2, "approve", "Desk")
