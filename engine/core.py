@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
@@ -74,6 +75,7 @@ class Engine(Deployment, Executor, Messaging):
         self.db = store.Store(store.connect(self.database_url))
         self.connectors = {**BUILTIN_CONNECTORS, **(connectors or {})}
         self.worker_id = jobs.owner()  # this engine's name on the job leases it holds
+        self.purged_at: datetime | None = None  # when this engine last forgot expired messages
         self.directory: Directory = directory or SqlDirectory(self.db.engine)
         self._local = threading.local()  # the step a script's notify() belongs to, per thread
         builtin = {"notify": self._notify, "now": clock.now,

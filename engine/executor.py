@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from . import jobs, runtime, store
@@ -12,6 +13,8 @@ from .info import JobStatus
 from .models import now
 
 log = logging.getLogger(__name__)
+
+PURGE_EVERY = timedelta(minutes=1)  # how often a worker forgets messages whose time to live is over
 
 
 class Executor:
@@ -33,7 +36,9 @@ class Executor:
                     continue
                 ran += self._run_job(job)
         self.send_outbox()
-        jobs.purge_messages(self.db.engine)
+        if self.purged_at is None or now() - self.purged_at >= PURGE_EVERY:  # a write: not on every poll
+            jobs.purge_messages(self.db.engine)
+            self.purged_at = now()
         return ran
 
     def job_status(self) -> JobStatus:
