@@ -22,6 +22,7 @@ from .connectors import BUILTIN as BUILTIN_CONNECTORS
 from .deployment import Deployment, find_definition
 from .directory import Directory, SqlDirectory
 from .directory import functions as directory_functions
+from .drafts import Drafts
 from .errors import (
     DefinitionNotFound,
     Forbidden,
@@ -64,7 +65,7 @@ class Loaded:
         self.row, self.workflow = row, workflow
 
 
-class Engine(Deployment, Executor, Messaging):
+class Engine(Deployment, Drafts, Executor, Messaging):
     """Deploy BPMN, run durable instances, and drive them; the contract the web app, API and CLI use."""
 
     def __init__(self, database_url: str | None = None, *, connectors: Mapping[str, Callable[..., Any]] | None = None,

@@ -21,7 +21,7 @@ from .specs import dump_spec
 
 log = logging.getLogger(__name__)
 
-Source = Path | str | bytes
+Source = parsing.Source | Path | str | bytes
 
 
 class Deployment:

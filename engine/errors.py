@@ -21,6 +21,12 @@ class DefinitionNotFound(NotFound):
         self.version = version
 
 
+class DraftNotFound(NotFound):
+    def __init__(self, draft_id: object) -> None:
+        super().__init__(f"no draft {draft_id}")
+        self.draft_id = draft_id
+
+
 class InstanceNotFound(NotFound):
     def __init__(self, instance_id: object) -> None:
         super().__init__(f"no instance {instance_id}")
@@ -60,7 +66,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         element = f" [{self.element_id}]" if self.element_id else ""
-        return f"{where}{element}: {self.message}"
+        return f"{where}{element}: {self.message}" if where or element else self.message
 
 
 class InvalidDiagram(EngineError):

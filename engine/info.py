@@ -25,6 +25,17 @@ class DefinitionInfo:
 
 
 @dataclass(frozen=True)
+class DraftInfo:
+    """An upload waiting to deploy: its files' names and, when read one by one, what lint says of them now."""
+
+    id: UUID
+    owner: str | None
+    created_at: datetime
+    files: tuple[str, ...]
+    report: LintReport | None = None
+
+
+@dataclass(frozen=True)
 class FormField:
     id: str
     label: str

@@ -39,7 +39,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-SCHEMA_REVISION = "0004"  # the newest Alembic revision under migrations/versions
+SCHEMA_REVISION = "0005"  # the newest Alembic revision under migrations/versions
 
 
 def now() -> datetime:
@@ -65,6 +65,22 @@ class Definition(Base):
     spec: Mapped[str] = mapped_column(Text)
     deployed_by: Mapped[str | None] = mapped_column(String(255))
     deployed_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Draft(Base):
+    """Files an analyst uploaded, kept byte for byte until they are deployed or discarded."""
+
+    __tablename__ = "draft"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)  # None: uploaded by host code
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class DraftFile(Base):
+    __tablename__ = "draft_file"
+    draft_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("draft.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Instance(Base):

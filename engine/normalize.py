@@ -42,6 +42,7 @@ class Note:
     element_id: str | None
     line: int | None
     message: str
+    severity: str = "note"  # "warning": the analyst should see it in the lint report
 
 
 @dataclass
@@ -61,8 +62,8 @@ def label(node: etree._Element) -> str:
     return " ".join((node.get("name") or node.get("id") or local(node)).split())
 
 
-def note(node: etree._Element, message: str) -> Note:
-    return Note(node.get("id"), node.sourceline, message)
+def note(node: etree._Element, message: str, severity: str = "note") -> Note:
+    return Note(node.get("id"), node.sourceline, message, severity)
 
 
 def executable(root: etree._Element) -> list[etree._Element]:
@@ -146,7 +147,7 @@ def rewrite(root: etree._Element) -> Rewritten:
     if local(root) != "definitions":
         return done
     steps: list[Callable[[etree._Element, Rewritten], list[Note]]] = [
-        activiti, drawing, plain_data, empty_conditions, links, implicit_starts, implicit_ends, implicit_splits,
+        activiti, drawing, plain_data, empty_conditions, unconditioned_flows, links, implicit_starts, implicit_ends, implicit_splits,
         io_mappings]
     for process in root.iterfind("bpmn:process", NS):
         process.set("isExecutable", "true")  # `executable` decides what deploys; a called process must parse too
@@ -223,8 +224,9 @@ def plain_data(root: etree._Element, known: Rewritten) -> list[Note]:
         associations = node.findall("bpmn:dataInputAssociation", NS) + node.findall("bpmn:dataOutputAssociation", NS)
         io = node.find("bpmn:ioSpecification", NS)
         if io is not None and (node.find("bpmn:multiInstanceLoopCharacteristics", NS) is not None
-                               or local(node) == "callActivity"):
-            io = None  # a multi-instance names its items there; a call activity's is the called process's business
+                               or local(node) == "callActivity" and not associations):
+            io = None  # a multi-instance names its items there; a call activity's names the variables it passes on,
+            # unless associations fill its inputs from data objects, which are the instance's data themselves
         for item in [*associations, *([io] if io is not None else [])]:
             node.remove(item)
         if associations or io is not None:
@@ -246,6 +248,27 @@ def empty_conditions(root: etree._Element, known: Rewritten) -> list[Note]:
             flow = condition.getparent()
             flow.remove(condition)
             notes.append(note(flow, f"the flow '{label(flow)}' has an empty condition: it is read as no condition"))
+    return notes
+
+
+def unconditioned_flows(root: etree._Element, known: Rewritten) -> list[Note]:
+    """A flow without a condition out of a gateway that has a default is never taken: the default is the flow taken
+    when no condition holds, and a flow without one has none that holds. It never loops a token forever, as Camunda
+    7's reading (always true) can. (Without a default such a flow is a lint error: nothing says when to take it.)"""
+    notes = []
+    flows = {f.get("id"): f for f in root.iter(f"{{{BPMN}}}sequenceFlow")}
+    for gateway in root.iter(f"{{{BPMN}}}exclusiveGateway", f"{{{BPMN}}}inclusiveGateway"):
+        default = flows.get(gateway.get("default") or "")
+        if default is None or default.get("sourceRef") != gateway.get("id"):
+            continue
+        for flow in flows.values():
+            if flow is default or flow.get("sourceRef") != gateway.get("id") or \
+                    flow.find("bpmn:conditionExpression", NS) is not None:
+                continue
+            etree.SubElement(flow, f"{{{BPMN}}}conditionExpression").text = "False"
+            notes.append(note(flow, f"the flow '{label(flow)}' leaves the gateway '{label(gateway)}' without a "
+                                    f"condition, so it is never taken: the gateway takes its default flow "
+                                    f"'{label(default)}' when no condition holds. Give it a condition", "warning"))
     return notes
 
 

@@ -95,7 +95,9 @@ class Parsed:
             [s for p in (process_id, *called) for s in self.schemas.get(p, [])]
 
 
-def source(item: Path | str | bytes, index: int = 0) -> Source:
+def source(item: Source | Path | str | bytes, index: int = 0) -> Source:
+    if isinstance(item, Source):
+        return item
     if isinstance(item, bytes):
         return Source(f"upload-{index + 1}.bpmn", item)
     path = Path(item)
@@ -474,7 +476,9 @@ def parse(sources: Iterable[Source], *, max_bytes: int,
         except Exception as exc:  # a bug in a rewrite or a check must never stop the report
             parsed.problems.append(crash(exc, src.name))
             continue
-        parsed.notes += [Problem(src.name, n.line, n.element_id, n.message, "note") for n in rewritten.notes]
+        for n in rewritten.notes:
+            found = Problem(src.name, n.line, n.element_id, n.message, n.severity)
+            (parsed.problems if n.severity == "warning" else parsed.notes).append(found)
         parsed.problems.extend(json_forms.link(src.name, root))
         normalize_expressions(root)
         roots[src.name] = root

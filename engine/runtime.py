@@ -203,13 +203,18 @@ def advance(workflow: BpmnWorkflow, step: Step) -> None:
         prepare_human_tasks(workflow)
         step.thrown += thrown(workflow)
     except SpiffWorkflowException as exc:
-        del step.outbox[sent:]  # what the failed task wanted to send is not sent; its retry sends it
-        step.failure = failure(workflow, exc)
-        step.record("incident", _task(workflow, step.failure.task_id),
-                    data={"message": step.failure.message, "line": step.failure.line})
+        fail(workflow, step, exc, sent)
         return
     if workflow.is_completed():
         step.record("ended")
+
+
+def fail(workflow: BpmnWorkflow, step: Step, exc: SpiffWorkflowException, sent: int) -> None:
+    """The failed task becomes an incident; what it wanted to send (the outbox past `sent`) waits for its retry."""
+    del step.outbox[sent:]
+    step.failure = failure(workflow, exc)
+    step.record("incident", _task(workflow, step.failure.task_id),
+                data={"message": step.failure.message, "line": step.failure.line})
 
 
 def failure(workflow: BpmnWorkflow, exc: SpiffWorkflowException) -> Failure:
@@ -243,7 +248,13 @@ def complete(workflow: BpmnWorkflow, task: Task, data: dict[str, Any], step: Ste
     """Complete a ready human task with already-accepted data and run until the instance waits again."""
     task.data = copy.deepcopy(task.data)  # SpiffWorkflow shares nested values with ancestors; never mutate theirs
     task.data.update(copy.deepcopy(data))
-    task.run()
+    try:
+        task.run()
+    except SpiffWorkflowException as exc:  # e.g. what follows the task could not be readied with its data
+        if task.state == TaskState.COMPLETED:
+            step.record("completed", task, user=user, data=data)
+        fail(workflow, step, exc, len(step.outbox))
+        return
     step.record("completed", task, user=user, data=data)
     advance(workflow, step)
 
@@ -263,9 +274,7 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
     try:
         task.run()
     except SpiffWorkflowException as exc:
-        step.outbox.clear()
-        step.failure = failure(workflow, exc)
-        step.record("incident", task, data={"message": step.failure.message, "line": step.failure.line})
+        fail(workflow, step, exc, 0)
         return
     if task.state == TaskState.COMPLETED:
         step.record("completed", task)

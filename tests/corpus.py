@@ -107,4 +107,5 @@ def drive(engine: Engine, instance_id: Any) -> str:
                 continue
         if not kinds:
             return "stuck"
-    return engine.instance(instance_id).status
+    status = engine.instance(instance_id).status
+    return "looped" if status == "active" else status  # still going round after every round: a loop

@@ -341,3 +341,26 @@ def test_camunda_7_input_and_output_parameters_are_set_around_the_task(engine):
     assert (waiting["greeting"], waiting["limit"]) == ("Hello Sam", 80)
     done = engine.complete_task(task.id, {"reviewer": "ann"})
     assert (done.status, done.data["checked_by"]) == ("complete", "ann")
+
+
+@pytest.mark.parametrize(("kind", "go", "path"), [("exclusiveGateway", True, ["a"]), ("exclusiveGateway", False, ["c"]),
+                                                   ("inclusiveGateway", True, ["a"]), ("inclusiveGateway", False, ["c"])])
+def test_a_flow_without_condition_beside_a_default_is_never_taken_with_a_warning(engine, database_url, kind, go,
+                                                                                 path):
+    xml = process('<bpmn:startEvent id="start"/>', f'<bpmn:{kind} id="x" default="to_c"/>', user("a"), user("b"),
+                  user("c"), '<bpmn:endEvent id="end"/>', flow("to_a", "x", "a", "go"), flow("to_b", "x", "b"),
+                  flow("to_c", "x", "c"), flows="start>x a>end b>end c>end")
+    assert errors(engine, xml) == []
+    assert [w for w in warnings(engine, xml) if "without a condition" in w] == [
+        "the flow 'to_b' leaves the gateway 'x' without a condition, so it is never taken: the gateway takes its "
+        "default flow 'to_c' when no condition holds. Give it a condition"]
+    engine.deploy(xml)
+    instance = engine.start("p", {"go": go})
+    assert run(database_url, instance.id) == path
+    assert fresh(database_url).instance(instance.id).status == "complete"
+
+
+def test_flows_without_condition_and_no_default_stay_an_error(engine):
+    xml = process('<bpmn:startEvent id="start"/>', '<bpmn:exclusiveGateway id="x"/>', user("a"), user("b"),
+                  '<bpmn:endEvent id="end"/>', flows="start>x x>a x>b a>end b>end")
+    assert len([e for e in errors(engine, xml) if "without a condition and is not its default" in e]) == 2

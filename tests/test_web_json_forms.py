@@ -22,7 +22,7 @@ APPROVE = ("approve.bpmn", "approve-schema.json", "approve-uischema.json")
 
 @pytest.fixture
 def app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
-    with web_app(sqlite_url, {"sam": (), "alice": ("analyst",)}, BATON_UPLOAD_DIR=str(tmp_path / "uploads")) as app:
+    with web_app(sqlite_url, {"sam": (), "alice": ("analyst",)}) as app:
         yield app
 
 

@@ -25,7 +25,7 @@ DESK = {"item": "Standing desk", "amount": "800", "currency": "USD", "cost_centr
 @pytest.fixture
 def app(sqlite_url: str, tmp_path: Any) -> Iterator[Flask]:
     users = {"sam": (), "ivy": (), "dana": (), "alice": ("analyst",), "leo": ("analyst",), "adam": ("admin",)}
-    with web_app(sqlite_url, users, org=True, BATON_UPLOAD_DIR=str(tmp_path / "uploads")) as app:
+    with web_app(sqlite_url, users, org=True) as app:
         yield app
 
 
@@ -93,7 +93,7 @@ def test_analyst_uploads_a_clean_diagram_sees_no_problems_and_deploys_it(app, en
     assert 'type="file"' in alice.get("/processes/").get_data(as_text=True)
     uploaded = upload(alice, ("purchase_approval.bpmn", PURCHASE.read_bytes()),
                       ("purchase_form.json", b'{"type": "object"}'))
-    assert uploaded.status_code == 302 and "/processes/uploads/" in uploaded.headers["Location"]
+    assert uploaded.status_code == 302 and "/processes/drafts/" in uploaded.headers["Location"]
     review = alice.get(uploaded.headers["Location"])
     html = review.get_data(as_text=True)
     assert review.status_code == 200 and "No problems" in html and 'name="deploy"' in html

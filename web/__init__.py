@@ -39,11 +39,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("MAX_CONTENT_LENGTH", 10 * engine.settings.max_diagram_bytes)
     csrf.init_app(app)
 
-    from . import admin, api, auth, errors, inbox, instances, processes, requests, tasks, views
+    from . import admin, api, auth, drafts, errors, inbox, instances, processes, requests, tasks, views
 
     errors.register(app)
     views.register(app)
-    for module in (auth, inbox, tasks, requests, processes, instances, admin, api):
+    for module in (auth, inbox, tasks, requests, processes, instances, admin, api, drafts):
         app.register_blueprint(module.bp)
     return app
 

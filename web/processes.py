@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-import re
-import secrets
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
+from uuid import UUID
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from lxml import etree
-from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.exceptions import BadRequest
 from werkzeug.utils import secure_filename
 
-from baton.engine import DefinitionInfo, InvalidData, InvalidDiagram, LintReport
+from baton.engine import DefinitionInfo, DraftInfo, InvalidData, InvalidDiagram, LintReport
+from baton.engine.parsing import Source
 
 from . import current_engine
 from .auth import current_user, has_role, login_required, role_required
@@ -30,9 +26,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("processes", __name__, url_prefix="/processes")
 
-DIAGRAMS, FORMS = (".bpmn", ".dmn"), (".json",)
-TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
-KEEP_UPLOADS = 24 * 3600  # seconds an unfinished upload waits for its Deploy
 BPMN_MODEL = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 # What starts a process that people cannot start by hand, by its start event's event definition.
 TRIGGERS = {"timerEventDefinition": "Starts on a schedule", "messageEventDefinition": "Starts on a message",
@@ -53,73 +46,55 @@ class Process:
         return self.latest.name or self.latest.process_id
 
 
-@dataclass(frozen=True)
-class Upload:
-    """Files an analyst uploaded, kept in a folder of their own until they deploy them."""
-
-    token: str
-    folder: Path
-
-    @property
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.suffix.lower() in DIAGRAMS + FORMS)
-
-    @property
-    def diagrams(self) -> list[Path]:
-        return [p for p in self.files if p.suffix.lower() in DIAGRAMS]
-
-    @property
-    def forms(self) -> list[Path]:
-        return [p for p in self.files if p.suffix.lower() in FORMS]
-
-
 @bp.get("/")
 @login_required
 def index() -> ResponseReturnValue:
-    return render_template("processes/index.html", processes=_grouped(current_engine().definitions()),
-                           analyst=has_role("analyst"))
+    return _index()
 
 
 @bp.post("/")
 @role_required("analyst")
 def upload() -> ResponseReturnValue:
-    files = [f for f in request.files.getlist("files") if f.filename]
-    wrong = [f.filename for f in files if Path(f.filename or "").suffix.lower() not in DIAGRAMS + FORMS]
-    if wrong or not any(Path(f.filename or "").suffix.lower() in DIAGRAMS for f in files):
-        flash(f"Not a .bpmn, .dmn or .json file: {', '.join(map(str, wrong))}." if wrong
-              else "Choose at least one .bpmn file to upload.", "error")
-        return render_template("processes/index.html", processes=_grouped(current_engine().definitions()),
-                               analyst=True), 400
-    stash = _stash(files)
-    return redirect(url_for("processes.review", token=stash.token))
-
-
-@bp.get("/uploads/<token>")
-@role_required("analyst")
-def review(token: str) -> ResponseReturnValue:
-    return _review(_upload(token))
-
-
-@bp.get("/uploads/<token>/<name>")
-@role_required("analyst")
-def uploaded(token: str, name: str) -> ResponseReturnValue:
-    path = _upload(token).folder / secure_filename(name)
-    if path.suffix.lower() not in DIAGRAMS or not path.is_file():
-        raise NotFound()
-    return xml_response(path.read_bytes())
-
-
-@bp.post("/uploads/<token>/deploy")
-@role_required("analyst")
-def deploy(token: str) -> ResponseReturnValue:
-    stash = _upload(token)
+    files = [Source(secure_filename(f.filename or "") or "upload", f.read()) for f in request.files.getlist("files")
+             if f.filename]
     try:
-        deployed = current_engine().deploy(*stash.files, user=current_user())
+        draft = current_engine().save_draft(*files, user=current_user())
+    except InvalidDiagram as exc:
+        flash(" ".join(str(p) for p in exc.problems) if files else "Choose at least one .bpmn file to upload.", "error")
+        return _index(), 400
+    return redirect(url_for("processes.review", draft_id=draft.id))
+
+
+@bp.get("/drafts/<uuid:draft_id>")
+@role_required("analyst")
+def review(draft_id: UUID) -> ResponseReturnValue:
+    return _review(current_engine().draft(draft_id, user=current_user()))
+
+
+@bp.get("/drafts/<uuid:draft_id>/files/<name>")
+@role_required("analyst")
+def uploaded(draft_id: UUID, name: str) -> ResponseReturnValue:
+    return xml_response(current_engine().draft_file(draft_id, name, user=current_user()))
+
+
+@bp.post("/drafts/<uuid:draft_id>/deploy")
+@role_required("analyst")
+def deploy(draft_id: UUID) -> ResponseReturnValue:
+    engine = current_engine()
+    try:
+        deployed = engine.deploy_draft(draft_id, user=current_user())
     except InvalidDiagram:
-        return _review(stash, refused=True), 400
-    shutil.rmtree(stash.folder, ignore_errors=True)
+        return _review(engine.draft(draft_id, user=current_user()), refused=True), 400
     for info in deployed:
         flash(f"Deployed {info.name or info.process_id} version {info.version}.", "success")
+    return redirect(url_for("processes.index"))
+
+
+@bp.post("/drafts/<uuid:draft_id>/discard")
+@role_required("analyst")
+def discard(draft_id: UUID) -> ResponseReturnValue:
+    current_engine().discard_draft(draft_id, user=current_user())
+    flash("Discarded the upload.", "success")
     return redirect(url_for("processes.index"))
 
 
@@ -196,20 +171,26 @@ def started_by(xml: bytes, process_id: str) -> str | None:
     return TRIGGERS.get(kinds[0], "Starts on its own")
 
 
-def _review(stash: Upload, *, refused: bool = False) -> str:
+def _index() -> str:
+    engine, analyst = current_engine(), has_role("analyst")
+    return render_template("processes/index.html", processes=_grouped(engine.definitions()), analyst=analyst,
+                           drafts=engine.drafts(user=current_user()) if analyst else [])
+
+
+def _review(draft: DraftInfo, *, refused: bool = False) -> str:
     """The lint report, and each BPMN file's diagram with its problem elements marked."""
-    report = _lint(stash)
-    diagrams = []
-    for path in stash.diagrams:
-        if path.suffix.lower() == ".bpmn":
+    report, diagrams = draft.report or LintReport(()), []
+    for name in draft.files:
+        if Path(name).suffix.lower() in (".bpmn", ".xml"):
             marks: dict[str, dict[str, str]] = {"errors": {}, "warnings": {}}
             for p in report.problems:
-                if p.file == path.name and p.element_id:
+                if p.file == name and p.element_id:
                     found = marks["errors" if p.severity == "error" else "warnings"]
                     found[p.element_id] = f"{found[p.element_id]}; {p.message}" if p.element_id in found else p.message
-            diagrams.append((path.name, {"xml": url_for("processes.uploaded", token=stash.token, name=path.name),
-                                         **marks}))
-    return render_template("processes/review.html", upload=stash, report=report, diagrams=diagrams, refused=refused)
+            diagrams.append((name, {"xml": url_for("processes.uploaded", draft_id=draft.id, name=name), **marks}))
+    forms = [name for name in draft.files if Path(name).suffix.lower() == ".json"]
+    return render_template("processes/review.html", draft=draft, report=report, diagrams=diagrams, forms=forms,
+                           refused=refused)
 
 
 def _grouped(definitions: list[DefinitionInfo]) -> list[Process]:
@@ -220,37 +201,3 @@ def _grouped(definitions: list[DefinitionInfo]) -> list[Process]:
         latest, *older = sorted(versions, key=lambda d: d.version, reverse=True)
         processes.append(Process(latest, older, started_by(engine.diagram(process_id, latest.version), process_id)))
     return sorted(processes, key=lambda p: p.name.casefold())
-
-
-def _lint(stash: Upload) -> LintReport:
-    return current_engine().lint(*stash.files) if stash.diagrams else LintReport(())
-
-
-def _root() -> Path:
-    root = current_app.config.get("BATON_UPLOAD_DIR") or Path(tempfile.gettempdir()) / "baton-uploads"
-    return Path(root)
-
-
-def _stash(files: list[FileStorage]) -> Upload:
-    """Keep the files under a random token, owned by the signed-in analyst; forget uploads older than a day."""
-    root = _root()
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.iterdir():
-        if old.is_dir() and time.time() - old.stat().st_mtime > KEEP_UPLOADS:
-            shutil.rmtree(old, ignore_errors=True)
-    token = secrets.token_urlsafe(16)
-    folder = root / token
-    folder.mkdir(mode=0o700)
-    (folder / "owner").write_text(current_user(), encoding="utf-8")
-    for file in files:
-        file.save(folder / (secure_filename(file.filename or "") or f"upload{Path(file.filename or '').suffix}"))
-    log.info("%s uploaded %s as %s", current_user(), [f.filename for f in files], token)
-    return Upload(token, folder)
-
-
-def _upload(token: str) -> Upload:
-    folder = _root() / token
-    owner = folder / "owner"
-    if not TOKEN.fullmatch(token) or not owner.is_file() or owner.read_text(encoding="utf-8") != current_user():
-        raise NotFound("This upload is gone (uploads are kept for a day). Upload the files again.")
-    return Upload(token, folder)
