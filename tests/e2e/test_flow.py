@@ -206,12 +206,19 @@ def test_a_broken_diagram_shows_its_problems_and_cannot_be_deployed(
     expect(page.locator(".baton-error")).to_have_count(2)
 
     # Posting the deploy anyway is refused, and nothing is deployed.
-    token = page.url.rstrip("/").rsplit("/", 1)[1]
-    answer = page.request.post(live_server(f"/processes/uploads/{token}/deploy"), form={"csrf_token": csrf_token(page)})
+    draft = page.url.rstrip("/").rsplit("/", 1)[1]
+    answer = page.request.post(live_server(f"/processes/drafts/{draft}/deploy"), form={"csrf_token": csrf_token(page)})
     assert answer.status == 400, answer.status
     assert "Not deployed" in answer.text()
     page.goto(live_server("/processes/"))
     expect(page.locator("#process-e2e_broken")).to_have_count(0)
+
+    # The upload stays as a draft on the processes page until it is discarded.
+    page.get_by_role("link", name="e2e_broken.bpmn").click()
+    expect(page.locator(".lint-report")).to_contain_text("2 errors")
+    page.get_by_role("button", name="Discard").click()
+    expect(page.locator(".flash")).to_contain_text("Discarded")
+    expect(page.get_by_role("link", name="e2e_broken.bpmn")).to_have_count(0)
 
 
 def test_an_invalid_start_form_shows_field_errors_and_keeps_the_input(
