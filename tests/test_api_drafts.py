@@ -103,3 +103,14 @@ def test_a_signed_sender_uploads_as_host_code_and_bad_files_are_refused(app, key
     assert refused.status_code == 400 and refused.get_json()["problems"][0]["file"] == "notes.txt"
     assert client.post("/api/drafts/", headers=keys["alice"]).status_code == 400
     assert [d["owner"] for d in client.get("/api/drafts/", headers=keys["alice"]).get_json()["drafts"]] == []
+
+
+def test_any_caller_lists_the_deployed_processes_and_downloads_a_diagram_byte_for_byte(app, keys):
+    engine = app.extensions["baton"]
+    engine.deploy(GOOD, user="alice")
+    client = app.test_client()
+    listed = client.get("/api/processes/", headers=keys["sam"]).get_json()["definitions"]
+    assert [(d["process_id"], d["version"], d["deployed_by"]) for d in listed] == [("order", 1, "alice")]
+    assert client.get("/api/processes/order/1/diagram", headers=keys["sam"]).data == GOOD
+    assert client.get("/api/processes/order/2/diagram", headers=keys["sam"]).status_code == 404
+    assert client.get("/api/processes/").status_code == 401

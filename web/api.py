@@ -10,7 +10,9 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, request
+from importlib.resources import files
+
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Unauthorized
@@ -40,6 +42,12 @@ def message(name: str) -> ResponseReturnValue:
     log.info("message %r from %s: %s", name, user or "a signed sender", delivery.outcome)
     return {"outcome": delivery.outcome, "message_id": delivery.message_id,
             "instance_id": str(delivery.instance_id) if delivery.instance_id else None}, STATUS[delivery.outcome]
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """The API's OpenAPI 3.1 description (web/openapi.json), open to anyone: it holds no data."""
+    return Response(files("baton.web").joinpath("openapi.json").read_bytes(), mimetype="application/json")
 
 
 def caller() -> str | None:
