@@ -147,8 +147,8 @@ def rewrite(root: etree._Element) -> Rewritten:
     if local(root) != "definitions":
         return done
     steps: list[Callable[[etree._Element, Rewritten], list[Note]]] = [
-        activiti, drawing, plain_data, empty_conditions, unconditioned_flows, links, implicit_starts, implicit_ends, implicit_splits,
-        io_mappings]
+        activiti, drawing, plain_data, empty_conditions, unconditioned_flows, links, implicit_starts, implicit_ends,
+        implicit_splits, io_mappings]
     for process in root.iterfind("bpmn:process", NS):
         process.set("isExecutable", "true")  # `executable` decides what deploys; a called process must parse too
     for step in steps:

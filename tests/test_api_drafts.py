@@ -38,7 +38,8 @@ def keys(app: Flask) -> dict[str, dict[str, str]]:
     db = app.extensions["baton"].db.engine
     for user, roles in (("alice", ("analyst",)), ("leo", ("analyst",)), ("sam", ())):
         accounts.set_password(db, user, "pass phrase of " + user, roles)
-    return {user: {"Authorization": f"Bearer {apikeys.create(db, user, 'modeller')}"} for user in ("alice", "leo", "sam")}
+    return {user: {"Authorization": f"Bearer {apikeys.create(db, user, 'modeller')}"}
+            for user in ("alice", "leo", "sam")}
 
 
 def upload(client: FlaskClient, headers: dict[str, str], *files: tuple[str, bytes]) -> Any:

@@ -343,8 +343,9 @@ def test_camunda_7_input_and_output_parameters_are_set_around_the_task(engine):
     assert (done.status, done.data["checked_by"]) == ("complete", "ann")
 
 
-@pytest.mark.parametrize(("kind", "go", "path"), [("exclusiveGateway", True, ["a"]), ("exclusiveGateway", False, ["c"]),
-                                                   ("inclusiveGateway", True, ["a"]), ("inclusiveGateway", False, ["c"])])
+@pytest.mark.parametrize(("kind", "go", "path"), [
+    ("exclusiveGateway", True, ["a"]), ("exclusiveGateway", False, ["c"]), ("inclusiveGateway", True, ["a"]),
+    ("inclusiveGateway", False, ["c"])])
 def test_a_flow_without_condition_beside_a_default_is_never_taken_with_a_warning(engine, database_url, kind, go,
                                                                                  path):
     xml = process('<bpmn:startEvent id="start"/>', f'<bpmn:{kind} id="x" default="to_c"/>', user("a"), user("b"),

@@ -8,9 +8,8 @@ import json
 import logging
 import math
 from decimal import Decimal
-from typing import Any
-
 from importlib.resources import files
+from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
