@@ -8,11 +8,13 @@ with history (which Baton already keeps in the `event` table). After each step, 
   up their merged children);
 - the parent of each of those (a task inherits its parent's data when it becomes ready; a parallel join counts its
   branches by the parents of its tasks);
-- tasks of a parallel or inclusive join that was reached but has not fired, with their parents;
+- tasks of a parallel or inclusive join that was reached but has not fired, with their parents (of the process's
+  end join, only the latest branch that ended: it carries the data of all of them);
 - for each live task, its nearest ancestor of each input of a parallel or inclusive join (SpiffWorkflow's parallel
-  join walks up to it to tell which branches are still to come, even from a loop's first pass);
-- the split task of a structured join (boundary events, multiple start events) while that join has not completed
-  below it, with its children (the join looks them up through `find_ancestor`);
+  join walks up to it to tell which branches are still to come, even from a loop's first pass), and of the join
+  itself (where an inclusive join in a loop starts looking for its inputs);
+- the split task of each structured join (boundary events, multiple start events) that has yet to run, with its
+  children (the join looks them up through `find_ancestor`);
 - the root and the last completed task.
 
 Every other task is dropped and each kept task hangs from its nearest kept ancestor, so ancestry among kept tasks
@@ -28,9 +30,11 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.control import _EndJoin
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 log = logging.getLogger(__name__)
@@ -90,34 +94,59 @@ def _needed(wf: Any) -> set[UUID]:
             if task._state == TaskState.COMPLETED:
                 name = task.task_spec.name
                 fired[name] = max(fired.get(name, 0.0), task.last_state_change)
+    carrier = _fold_ended_branches(wf, joins)
     for task in joins:
-        if task._state != TaskState.COMPLETED and task.last_state_change >= fired.get(task.task_spec.name, 0.0):
+        if task._state != TaskState.COMPLETED and task.last_state_change >= fired.get(task.task_spec.name, 0.0) \
+                and (task._state != TaskState.CANCELLED or not isinstance(task.task_spec, _EndJoin) or task is carrier):
             keep.add(task.id)
             if task._parent is not None:
                 keep.add(task._parent)
 
     # Walking up from each live task: a parallel join looks for the nearest ancestor of each of its input specs
-    # (however far up, even passes back), and a structured join finds its split and looks at its children.
+    # (however far up, even passes back); an inclusive join looks no further up than its own last firing.
     specs = wf.spec.task_specs.values()
-    inputs = {i.name for s in specs if isinstance(s, UnstructuredJoin) for i in s.inputs}
-    splits = {s.split_task for s in specs if isinstance(s, Join) and s.split_task}
-    if inputs or splits:
+    inputs = {n for s in specs if isinstance(s, UnstructuredJoin) for n in (s.name, *(i.name for i in s.inputs))}
+    if inputs:
         for task in live:
             found: set[str] = set()
-            closed: set[str] = set()
             node = task
             while node is not None:
-                spec = node.task_spec
-                if spec.name in inputs and spec.name not in found:
-                    found.add(spec.name)
+                if node.task_spec.name in inputs and node.task_spec.name not in found:
+                    found.add(node.task_spec.name)
                     keep.add(node.id)
-                if isinstance(spec, Join) and spec.split_task and node._state == TaskState.COMPLETED:
-                    closed.add(spec.split_task)
-                elif spec.name in splits and spec.name not in closed:
-                    keep.add(node.id)
-                    keep.update(node._children)
                 node = tasks.get(node._parent) if node._parent is not None else None
+
+    # A structured join (boundary events, multiple start events) that has yet to run finds its split as its nearest
+    # ancestor of that spec and looks at the split's children. Once it ran, the split is history: keeping every split
+    # whose join is not on the live path would keep each pass's split where an interrupting event took another way.
+    for task in live:
+        spec = task.task_spec
+        if isinstance(spec, Join) and spec.split_task:
+            node = tasks.get(task._parent) if task._parent is not None else None
+            while node is not None and node.task_spec.name != spec.split_task:
+                node = tasks.get(node._parent) if node._parent is not None else None
+            if node is not None:
+                keep.add(node.id)
+                keep.update(node._children)
     return keep
+
+
+def _fold_ended_branches(wf: Any, joins: list[Task]) -> Task | None:
+    """Fold the branches that ended while others go on into the latest of them; that one's end-join task, if any.
+
+    Each end event reached while other tokens go on leaves a cancelled task of the process's end join, whose parent's
+    data the end join merges, oldest first, when it finally fires. A loop with a branch that ends every pass (a
+    non-interrupting boundary event's path) would keep one per pass for as long as the process runs; instead the
+    latest one's parent carries the merge of all of them, in the same order, and the others go.
+    """
+    ended = sorted((t for t in joins if isinstance(t.task_spec, _EndJoin) and t._state == TaskState.CANCELLED
+                    and t._parent in wf.tasks), key=lambda t: t.last_state_change)
+    if len(ended) > 1:
+        merged: dict[str, Any] = {}
+        for task in ended:
+            DeepMerge.merge(merged, wf.tasks[task._parent].data)
+        wf.tasks[ended[-1]._parent].data = merged
+    return ended[-1] if ended else None
 
 
 def _prune_tree(wf: Any, top: BpmnWorkflow) -> int:

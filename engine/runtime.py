@@ -8,6 +8,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions import (
     SignalEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
@@ -56,6 +58,25 @@ def _merge_copy(a: dict[str, Any], b: dict[str, Any], path: list[str] | None = N
 
 
 DeepMerge.merge = staticmethod(_merge_copy)
+
+# SpiffWorkflow's inclusive join looks for its inputs from the root down to the first task of its own spec on each
+# path. In a loop that is last pass's join: it counts last pass's branches as arrived and fires before this pass's
+# branches are done (and then again for each of them). Look below the join's own last firing instead, its nearest
+# ancestor of the same spec; without one (no loop), exactly as before.
+_inclusive_threshold = InclusiveGateway._check_threshold_unstructured
+
+
+def _inclusive_threshold_in_loops(self: Any, my_task: Task) -> bool:
+    previous = my_task.parent
+    while previous is not None and previous.task_spec is not self:
+        previous = previous.parent
+    if previous is None:
+        return _inclusive_threshold(self, my_task)
+    scope = [t for child in previous.children for t in TaskIterator(child, end_at_spec=self.name)]
+    return _inclusive_threshold(self, SimpleNamespace(workflow=SimpleNamespace(get_tasks=lambda **_: scope)))
+
+
+InclusiveGateway._check_threshold_unstructured = _inclusive_threshold_in_loops
 
 
 @dataclass
