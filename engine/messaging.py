@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from SpiffWorkflow.bpmn.specs.event_definitions import MessageEventDefinition
 from sqlalchemy import select, update
 
-from . import runtime, store
+from . import mappings, runtime, store
 from .errors import Conflict, InvalidData, InvalidState, MessageNotCorrelated, NotFound
 from .info import Delivery
 from .models import Definition, Instance, Message, StartTrigger, Subscription, now
@@ -31,17 +31,26 @@ class Messaging:
     """The message and signal half of the Engine facade (mixed into `Engine`)."""
 
     def correlate_message(self, name: str, payload: Any = None, *, correlation: Mapping[str, Any] | None = None,
-                          business_key: str | None = None, message_id: str | None = None,
-                          buffer: float | None = None, user: str | None = None) -> Delivery:
+                          correlation_key: str | int | None = None, business_key: str | None = None,
+                          message_id: str | None = None, buffer: float | None = None,
+                          user: str | None = None) -> Delivery:
         """Deliver a message to the one instance waiting for it, or start a process that begins with it.
 
         `correlation` gives the diagram's correlation property values (else they are read from the payload);
-        `business_key` picks the instance by its business key. When nothing waits, the message is an error, or,
-        given `buffer` (seconds), kept that long and delivered when a matching instance starts waiting.
-        The same `message_id` is delivered once while it is remembered (a day, or `buffer` when longer).
+        `correlation_key` is Camunda 8's: it reaches the catcher whose `zeebe:subscription` key, evaluated when it
+        began to wait, is the same text; `business_key` picks the instance by its business key. When nothing waits,
+        the message is an error, or, given `buffer` (seconds), kept that long and delivered when a matching instance
+        starts waiting. The same `message_id` is delivered once while it is remembered (a day, or `buffer` when
+        longer). A message start event takes the message whatever its key.
         """
         if not name or not isinstance(name, str):
             raise InvalidData("a message needs a name")
+        if correlation_key is not None:
+            if correlation:
+                raise InvalidData("give either correlation values or a correlation key, not both")
+            if isinstance(correlation_key, bool) or not isinstance(correlation_key, str | int):
+                raise InvalidData("a correlation key is a text (or a whole number)")
+            correlation = {mappings.CORRELATION: str(correlation_key)}
         if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int | float | Decimal)
                                    or not 0 < buffer < 10**9):
             raise InvalidData("buffer must be a positive number of seconds")
@@ -67,7 +76,8 @@ class Messaging:
         except sa.exc.IntegrityError:  # the same message id, delivered by someone else a moment ago
             return self._seen(message_id) or Delivery("duplicate", None, message_id)
         if buffer is None:
-            raise MessageNotCorrelated(name, correlation or None, business_key)
+            raise MessageNotCorrelated(name, f"correlation key {correlation_key!r}" if correlation_key is not None
+                                       else correlation or None, business_key)
         with self.db.writing() as conn:
             conn.execute(sa.insert(MESSAGE), {**_row(name, message_id, payload, correlation, business_key),
                                               "expires_at": now() + timedelta(seconds=buffer)})

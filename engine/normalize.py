@@ -419,6 +419,7 @@ def rename_internal(root: etree._Element) -> dict[str, str]:
 
 # Checks of the rewritten tree: reachability is only known once links, starts and splits are sequence flows.
 
+ZEEBE = "http://camunda.org/schema/zeebe/1.0"
 PYTHON = {"", "python", "python3", "py", "text/python", "text/x-python", "application/python", "application/x-python"}
 ASSIGNMENT = ("assignee", "candidateUsers", "candidateGroups")
 
@@ -434,8 +435,9 @@ def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> list[tu
                       for n in unreachable(Graph(container, Rewritten())) if n.get("id") not in inserted]
         lanes = {(ref.text or "").strip() for ref in process.iter(f"{{{BPMN}}}flowNodeRef")}
         for node in process.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}manualTask"):
-            if node.get("id") not in lanes and not any((node.get(f"{{{CAMUNDA}}}{a}") or "").strip()
-                                                       for a in ASSIGNMENT):
+            zeebe = node.find(f"bpmn:extensionElements/{{{ZEEBE}}}assignmentDefinition", NS)
+            if node.get("id") not in lanes and not any((node.get(f"{{{CAMUNDA}}}{a}") or "").strip() or (
+                    zeebe is not None and (zeebe.get(a) or "").strip()) for a in ASSIGNMENT):
                 found.append((node, f"nobody is assigned to '{label(node)}' and it names no candidate users or "
                                     "groups: anyone may claim it", "warning"))
         for node in process.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}startEvent"):
@@ -449,7 +451,8 @@ def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> list[tu
                 found.append((node, f"the script of '{label(node)}' is written in {language}: Baton runs it as "
                                     "Python", "warning"))
         for node in process.iter(f"{{{BPMN}}}businessRuleTask"):
-            if not (node.get(f"{{{CAMUNDA}}}decisionRef") or _spiff_decision(node)):
+            if not (node.get(f"{{{CAMUNDA}}}decisionRef") or _spiff_decision(node)
+                    or node.find(f"bpmn:extensionElements/{{{ZEEBE}}}calledDecision", NS) is not None):
                 found.append((node, f"the business rule task '{label(node)}' names no decision: set the decision "
                                     "it evaluates (camunda:decisionRef)", "error"))
         for node in process.iter(f"{{{BPMN}}}boundaryEvent"):

@@ -14,15 +14,16 @@ from typing import Any
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.util import full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.process import SpiffProcessParser
 from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser as SpiffBusinessRuleTaskParser
 from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask
 
-from . import expressions, forms, normalize
+from . import expressions, forms, normalize, zeebe
 from .errors import InvalidDiagram, Problem
-from .specs import ServiceTask
+from .specs import DecisionTask, ServiceTask
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +257,10 @@ def baton_extensions(node: etree._Element, json_forms: JsonForms) -> dict[str, A
     """What Baton reads from analysts' tools on a user task or start event."""
     attr = {k: node.get(f"{{{CAMUNDA}}}{k}") for k in ("assignee", "candidateUsers", "candidateGroups", "dueDate",
                                                         "formKey", "priority")}
-    for zeebe in node.iterfind("bpmn:extensionElements/zeebe:assignmentDefinition", NS):  # Camunda 8
-        attr |= {k: v for k in ("assignee", "candidateUsers", "candidateGroups") if (v := zeebe.get(k))}
-    for zeebe in node.iterfind("bpmn:extensionElements/zeebe:taskSchedule", NS):
-        attr["dueDate"] = attr["dueDate"] or zeebe.get("dueDate")
+    for c8 in node.iterfind("bpmn:extensionElements/zeebe:assignmentDefinition", NS):  # Camunda 8
+        attr |= {k: v for k in ("assignee", "candidateUsers", "candidateGroups") if (v := c8.get(k))}
+    for c8 in node.iterfind("bpmn:extensionElements/zeebe:taskSchedule", NS):
+        attr["dueDate"] = attr["dueDate"] or c8.get("dueDate")
     files = form_files(node)
     return {
         "assignee": literal_or_expression(attr["assignee"]),
@@ -364,10 +365,8 @@ class ServiceTaskParser(SpiffTaskParser):
             job_type = self.node.find("bpmn:extensionElements/zeebe:taskDefinition", NS)
             if connector is None and job_type is not None:  # Camunda 8: the job type names the worker
                 connector = job_type.get("type")
-            params = {p.get("name"): p.text or "" for p in
+            params = {p.get("name"): p.text or "" for p in  # Camunda 8's inputs are local variables: mappings.py
                       self.node.iterfind("bpmn:extensionElements/camunda:inputOutput/camunda:inputParameter", NS)}
-            params |= {p.get("target"): p.get("source") or "" for p in  # Camunda 8: what the job worker gets
-                       self.node.iterfind("bpmn:extensionElements/zeebe:ioMapping/zeebe:input", NS) if p.get("target")}
             result = get(f"{{{CAMUNDA}}}resultVariable")
         cycle = self.node.findtext("bpmn:extensionElements/camunda:failedJobRetryTimeCycle", None, NS)
         return ServiceTask(self.spec, self.bpmn_id, connector=connector, params=params, result_variable=result,
@@ -377,11 +376,24 @@ class ServiceTaskParser(SpiffTaskParser):
 
 
 class BusinessRuleTaskParser(SpiffBusinessRuleTaskParser):
-    """Decisions named the Spiff way (`calledDecisionId`) or the Camunda way (`camunda:decisionRef`)."""
+    """Decisions named the Spiff way (`calledDecisionId`), the Camunda 7 way (`camunda:decisionRef`) or the Camunda 8
+    way (`zeebe:calledDecision`, whose result goes into one variable)."""
+
+    def create_task(self) -> BusinessRuleTask:
+        result = zeebe.extensions(self.node).get("result")
+        if result is None:
+            return super().create_task()
+        extensions = self.parse_extensions()
+        return DecisionTask(self.spec, self.bpmn_id, result_variable=result,
+                            dmnEngine=self.process_parser.parser.get_engine(self.get_decision_ref(self.node),
+                                                                            self.node),
+                            prescript=extensions.get("preScript"), postscript=extensions.get("postScript"),
+                            **self.bpmn_attributes)
 
     @staticmethod
     def get_decision_ref(node: etree._Element) -> str | None:
-        return SpiffBusinessRuleTaskParser.get_decision_ref(node) or node.get(f"{{{CAMUNDA}}}decisionRef")
+        return SpiffBusinessRuleTaskParser.get_decision_ref(node) or node.get(f"{{{CAMUNDA}}}decisionRef") or \
+            zeebe.decision_ref(node)
 
 
 class ProcessParser(SpiffProcessParser):
@@ -438,6 +450,12 @@ class Parser(SpiffBpmnParser):
                                                      f"{{{BPMN}}}manualTask"):
                     task_spec.extensions = {**getattr(task_spec, "extensions", {}), "baton": baton_extensions(
                         node, self.json_forms)}
+                # A loop's mappings belong to each of its instances, not to the loop around them.
+                if node is not None and not isinstance(task_spec, LoopTask) and (found := zeebe.extensions(node)):
+                    task_spec.extensions = {**getattr(task_spec, "extensions", {}), "zeebe": found}
+                for item in (getattr(task_spec, "input_item", None), getattr(task_spec, "output_item", None)):
+                    if item is not None and (item.bpmn_id or "").startswith(zeebe.ITEM):
+                        item.bpmn_id = item.bpmn_name  # a Camunda 8 loop's element is a variable of that name
                 # History, inbox and diagram markers know elements by the id drawn; inserted ones by none.
                 if bpmn_id in self.inserted:
                     task_spec.bpmn_id = None
@@ -472,6 +490,7 @@ def parse(sources: Iterable[Source], *, max_bytes: int,
         deploys = deploys or bool(deployable)
         try:
             rewritten = normalize.rewrite(root)
+            rewritten.notes += zeebe.rewrite(root, rewritten)
             parsed.problems.extend(lint_xml(src.name, root, check, deployable, rewritten.inserted))
         except Exception as exc:  # a bug in a rewrite or a check must never stop the report
             parsed.problems.append(crash(exc, src.name))
@@ -614,6 +633,8 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
                     else:
                         add(node, f"{what}: {message}", line=line)
     for node, message, severity in normalize.checks(root, {p.get("id") for p in processes}, inserted):
+        add(node, message, severity)
+    for node, message, severity in zeebe.checks(root, {p.get("id") for p in processes}):
         add(node, message, severity)
     return found
 

@@ -30,7 +30,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
-from . import pruning
+from . import mappings, pruning
 from .clock import clock
 from .errors import InvalidState, TaskNotFound
 from .parsing import python_expression as parsing_expression
@@ -163,18 +163,27 @@ def deliver(workflow: BpmnWorkflow, kind: str, name: str, payload: Any, correlat
     """Hand a message or signal to the instance and run on; False when nothing in it waits for it.
 
     A payload that is a dict goes into the catching task's data (or its `messageVariable`, when the diagram names
-    one); the correlation keys say which conversation a message belongs to.
+    one); the correlation keys say which conversation a message belongs to. A Camunda 8 catcher takes the message
+    whose correlation key is the one it waits with (one catcher per message).
     """
     catchers = [(t, d) for k, n, t, d in subscriptions(workflow) if k == kind and n == name]
+    correlation = dict(correlation or {})
+    key = correlation.pop(mappings.CORRELATION, None)
+    if any(mappings.waits_with(t, name) is not None for t, _ in catchers):
+        catchers = [(t, d) for t, d in catchers if mappings.waits_with(t, name) == key][:1]
     if not catchers:
         return False
     definition = catchers[0][1]
-    carried = {**(correlation or {}), **payload} if isinstance(payload, dict) else dict(correlation or {})
+    carried = {**correlation, **payload} if isinstance(payload, dict) else correlation
     event = BpmnEvent(type(definition)(name), payload=copy.deepcopy(carried),
                       correlations=_correlations(workflow, definition, carried, correlation) if kind == "message"
                       else {})
     try:
-        if workflow.event_manager.catch(event, internal=False) == 0:
+        if key is not None and len(catchers) == 1 and mappings.waits_with(catchers[0][0], name) is not None:
+            task = catchers[0][0]  # this catcher only, whatever else in the instance waits for the same name
+            task.task_spec.catch(task, event)
+            task.task_spec._update(task)
+        elif workflow.event_manager.catch(event, internal=False) == 0:
             return False
     except Exception:  # the diagram's correlation expressions cannot be read from this message
         log.info("message %s does not correlate with instance", name, exc_info=True)
@@ -182,8 +191,7 @@ def deliver(workflow: BpmnWorkflow, kind: str, name: str, payload: Any, correlat
     for task, caught in catchers:
         if task.state == TaskState.READY or task.internal_data.get("event_fired"):
             if isinstance(payload, dict) and getattr(caught, "message_var", None) is None:
-                task.data = copy.deepcopy(task.data)
-                task.data.update(copy.deepcopy(payload))
+                mappings.receive(task, payload)
             step.record(f"{kind} received", task, user=user, data={"name": name, "payload": payload})
     advance(workflow, step)
     return True
@@ -267,17 +275,26 @@ def open_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
 
 def complete(workflow: BpmnWorkflow, task: Task, data: dict[str, Any], step: Step, *, user: str | None) -> None:
     """Complete a ready human task with already-accepted data and run until the instance waits again."""
-    task.data = copy.deepcopy(task.data)  # SpiffWorkflow shares nested values with ancestors; never mutate theirs
-    task.data.update(copy.deepcopy(data))
+    mappings.receive(task, data)
+    if _run(workflow, task, step, user=user, data=data):
+        advance(workflow, step)
+
+
+def _run(workflow: BpmnWorkflow, task: Task, step: Step, **completed: Any) -> bool:
+    """Run a task and record that it completed; False when that failed and became an incident.
+
+    What fails as the task completes (its outputs) is an incident on it; what fails readying what follows with its
+    data (the next element's inputs) is an incident there, after the task completed.
+    """
     try:
         task.run()
-    except SpiffWorkflowException as exc:  # e.g. what follows the task could not be readied with its data
-        if task.state == TaskState.COMPLETED:
-            step.record("completed", task, user=user, data=data)
+    except SpiffWorkflowException as exc:
+        if task.state == TaskState.COMPLETED and getattr(exc, "task", None) is not task:
+            step.record("completed", task, **completed)
         fail(workflow, step, exc, len(step.outbox))
-        return
-    step.record("completed", task, user=user, data=data)
-    advance(workflow, step)
+        return False
+    step.record("completed", task, **completed)
+    return True
 
 
 def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, step: Step, *, user: str | None) -> None:
@@ -288,6 +305,15 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
     task.data = copy.deepcopy(task.data)
     task.data.update(copy.deepcopy(data or {}))
     step.record("retried", task, user=user, data=data)
+    if not mappings.entered(task):  # it failed where it begins (its inputs): reach it again, with the data fixed
+        task.parent.data = {**copy.deepcopy(task.parent.data), **copy.deepcopy(data or {})}
+        try:
+            task.task_spec._update(task)
+        except SpiffWorkflowException as exc:
+            fail(workflow, step, exc, 0)
+            return
+        advance(workflow, step)
+        return
     if isinstance(task.task_spec, ServiceTask):
         task._set_state(TaskState.READY)  # a job calls the connector again
         task.internal_data.pop("baton_job_due", None)
@@ -322,6 +348,9 @@ def service_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
 
 def service_input(workflow: BpmnWorkflow, task: Task) -> dict[str, Any]:
     """What a connector receives: the declared input parameters, evaluated, or else a copy of the task's data."""
+    job = mappings.job_input(task)
+    if job is not None:
+        return job
     params = task.task_spec.params
     if not params:
         return copy.deepcopy(task.data)
@@ -330,14 +359,12 @@ def service_input(workflow: BpmnWorkflow, task: Task) -> dict[str, Any]:
 
 def complete_service(workflow: BpmnWorkflow, task: Task, result: Any, step: Step) -> None:
     """Put a connector's result into the data and run on."""
-    task.data = copy.deepcopy(task.data)
     if task.task_spec.result_variable:
-        task.data[task.task_spec.result_variable] = copy.deepcopy(result)
+        mappings.receive(task, {task.task_spec.result_variable: result})
     elif isinstance(result, dict):
-        task.data.update(copy.deepcopy(result))
-    task.run()
-    step.record("completed", task)
-    advance(workflow, step)
+        mappings.receive(task, result)
+    if _run(workflow, task, step):
+        advance(workflow, step)
 
 
 def fail_service(workflow: BpmnWorkflow, task: Task, exc: Exception, step: Step) -> None:
@@ -449,6 +476,8 @@ def subscription_key(task: Task, definition: Any) -> str:
     Each correlation property of the diagram takes its value from the conversation so far, or else from the
     instance's data (the retrieval expression evaluated on it, as Camunda matches process variables).
     """
+    if (key := mappings.waits_with(task, definition.name)) is not None:  # Camunda 8: its key since it began to wait
+        return canonical({mappings.CORRELATION: key})
     known = {prop: value for props in task.workflow.top_workflow.correlations.values() for prop, value in props.items()}
     values = {}
     for prop in getattr(definition, "correlation_properties", []):

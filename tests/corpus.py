@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from sqlalchemy import select
 
 from baton.engine import Engine
 from baton.engine.clock import clock
 from baton.engine.errors import EngineError
+from baton.engine.models import Subscription
 
 HERE = Path(__file__).parent
 SHARED = HERE.parent.parent / "shared" / "corpus" / "miwg"
@@ -80,12 +83,20 @@ def unset(instance: Any) -> set[str]:
     return names - set(instance.data) - set(dir(builtins))
 
 
+def correlation_key(engine: Engine, task_id: Any) -> str | None:
+    """The Camunda 8 correlation key a message catcher waits with (a sender knows it; the driver looks it up)."""
+    with engine.db.reading() as conn:
+        key = conn.execute(select(Subscription.key).where(Subscription.task_id == task_id)).scalar()
+    return json.loads(key).get("zeebe:correlationKey") if key else None
+
+
 def drive(engine: Engine, instance_id: Any) -> str:
     """Complete tasks, fire timers, run jobs and deliver awaited messages and signals until the instance ends."""
     for _ in range(ROUNDS):
         instance = engine.instance(instance_id)
         if instance.status == "error" and (missing := unset(instance)):
-            engine.retry(instance_id, data=dict.fromkeys(missing, True))  # what an external form would have set
+            keyed = "correlation key" in instance.incidents[0].message  # a text, as Camunda 8 keys are
+            engine.retry(instance_id, data=dict.fromkeys(missing, "x" if keyed else True))  # what a form would set
             continue
         if instance.status != "active":
             return instance.status
@@ -100,7 +111,8 @@ def drive(engine: Engine, instance_id: Any) -> str:
         for waiting in instance.waiting_on:
             try:
                 if waiting.kind == "message":
-                    engine.correlate_message(waiting.name, business_key=instance.business_key)
+                    engine.correlate_message(waiting.name, business_key=instance.business_key,
+                                             correlation_key=correlation_key(engine, waiting.task_id))
                 elif waiting.kind == "signal":
                     engine.signal(waiting.name)
             except EngineError:
