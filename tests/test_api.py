@@ -150,6 +150,20 @@ def test_a_message_with_a_key_moves_the_waiting_instance_on(sqlite_url, fresh, c
     assert apikeys.keys(fresh(sqlite_url).db.engine)[0].last_used is not None
 
 
+def test_a_camunda_8_message_reaches_the_instance_waiting_with_its_correlation_key(sqlite_url, fresh, client, key):
+    engine = fresh(sqlite_url)
+    engine.deploy(PAID.replace(b'<bpmn:message id="m_paid" name="paid"/>', b'<bpmn:message id="m_paid" name="paid">'
+                               b'<bpmn:extensionElements><zeebe:subscription correlationKey="=orderId"/>'
+                               b'</bpmn:extensionElements></bpmn:message>').replace(
+        b"xmlns:camunda=", b'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:camunda='))
+    first, second = engine.start("order", {"orderId": "A-17"}), engine.start("order", {"orderId": 18})
+    response = send(client, body={"correlation_key": 18, "payload": {"paid": 1}}, headers=bearer(key))
+    assert (response.status_code, response.get_json()["instance_id"]) == (200, str(second.id))
+    assert send(client, body={"correlation_key": "A-1"}, headers=bearer(key)).status_code == 404
+    assert send(client, body={"correlation_key": ["A-17"]}, headers=bearer(key)).status_code == 400
+    assert [w.element_id for w in fresh(sqlite_url).instance(first.id).waiting_on] == ["wait"]
+
+
 def test_a_signed_message_is_delivered_as_host_code(sqlite_url, fresh, client, order):
     body = json.dumps({"business_key": "order-1"}).encode()
     response = send(client, raw=body, headers=signature(body))

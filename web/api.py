@@ -26,8 +26,8 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # no view here reads the session, so a forged cross-site request carries nothing to abuse
 
 STATUS = {"delivered": 200, "duplicate": 200, "started": 201, "buffered": 202}
-FIELDS: dict[str, tuple[type, ...]] = {"payload": (dict,), "correlation": (dict,), "business_key": (str,),
-                                        "message_id": (str,), "buffer": (int, Decimal)}
+FIELDS: dict[str, tuple[type, ...]] = {"payload": (dict,), "correlation": (dict,), "correlation_key": (str, int),
+                                        "business_key": (str,), "message_id": (str,), "buffer": (int, Decimal)}
 NAMES = {dict: "a JSON object", str: "a string", int: "a number of seconds"}
 
 
@@ -36,8 +36,8 @@ def message(name: str) -> ResponseReturnValue:
     user = caller()
     body = fields(request.get_data())
     delivery = current_engine().correlate_message(
-        name, body.get("payload"), correlation=body.get("correlation"), business_key=body.get("business_key"),
-        message_id=body.get("message_id"), buffer=body.get("buffer"), user=user)
+        name, body.get("payload"), correlation=body.get("correlation"), correlation_key=body.get("correlation_key"),
+        business_key=body.get("business_key"), message_id=body.get("message_id"), buffer=body.get("buffer"), user=user)
     log.info("message %r from %s: %s", name, user or "a signed sender", delivery.outcome)
     return {"outcome": delivery.outcome, "message_id": delivery.message_id,
             "instance_id": str(delivery.instance_id) if delivery.instance_id else None}, STATUS[delivery.outcome]
