@@ -109,15 +109,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(f"--{name}", type=json_object if name == "data" else None, help=helps.get(name))
 
     sub = command("deploy", lambda e, a: e.deploy(*diagrams(a.files), user=a.user), show_definitions,
-                  "deploy BPMN and DMN files (and the JSON-Schema forms they name) together; unchanged files keep "
-                  "their version")
-    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn or .json file, or a folder of .bpmn "
-                     "and .dmn files")
+                  "deploy BPMN and DMN files (and the JSON-Schema and Camunda forms they name) together; unchanged "
+                  "files keep their version")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn, .json or .form file, or a folder of "
+                     ".bpmn and .dmn files")
     options(sub, "user")
     sub = command("lint", lambda e, a: e.lint(*diagrams(a.files)), show_lint,
                   "check diagrams without deploying them; exit 2 if any has errors")
-    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn or .json file, or a folder of .bpmn "
-                     "and .dmn files")
+    sub.add_argument("files", nargs="+", metavar="FILE", help="a .bpmn, .dmn, .json or .form file, or a folder of "
+                     ".bpmn and .dmn files")
     sub = command("demo", demo, show_demo, "deploy the example processes and show how to start one")
     sub.add_argument("--processes", metavar="DIR", type=Path, default=PROCESSES,
                      help="the folder of example diagrams (default: ./processes)")

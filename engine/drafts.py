@@ -17,7 +17,7 @@ from .models import Draft, DraftFile
 log = logging.getLogger(__name__)
 
 DIAGRAMS = (".bpmn", ".xml", ".dmn")
-KINDS = (*DIAGRAMS, ".json")  # diagrams, decisions, and the JSON-Schema forms their tasks name
+KINDS = (*DIAGRAMS, ".json", ".form")  # diagrams, decisions, and the JSON-Schema and Camunda forms they name
 
 
 class Drafts:

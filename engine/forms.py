@@ -31,7 +31,7 @@ def accept(fields: list[dict[str, Any]], data: Mapping[str, Any] | None) -> dict
         name = field["id"]
         if field.get("readonly"):
             continue
-        raw = data.get(name, field.get("default"))
+        raw = data[name] if name in data else lookup(data, field.get("path"), field.get("default"))
         if raw is None or raw == "":
             if field.get("required") and field["type"] != "boolean":
                 errors.append(FieldError(name, f"{field['label']} is required"))
@@ -47,10 +47,10 @@ def accept(fields: list[dict[str, Any]], data: Mapping[str, Any] | None) -> dict
             errors.append(FieldError(name, f"{field['label']} {message}"))
     if errors:
         raise InvalidData(errors)
-    dropped = set(data) - {f["id"] for f in fields}
+    dropped = set(data) - {f["id"] for f in fields} - {f["path"][0] for f in fields if f.get("path")}
     if dropped:
         log.info("ignored undeclared form fields %s", sorted(dropped))
-    return accepted
+    return nest(fields, accepted)
 
 
 def convert(field: dict[str, Any], raw: Any) -> Any:
@@ -135,23 +135,34 @@ def from_json_schema(schema: Any, ui_schema: Any = None) -> tuple[list[dict[str,
 
 FORM_JS = {"textfield": {"type": "string"}, "textarea": {"type": "string"}, "number": {"type": "number"},
            "checkbox": {"type": "boolean"}, "select": {"type": "string"}, "radio": {"type": "string"}}
-SHOWN_ONLY = {"text", "html", "spacer", "separator", "image", "button", "iframe"}  # nothing to enter
+SHOWN_ONLY = {"text", "html", "spacer", "separator", "image", "button", "iframe", "documentPreview"}  # nothing to enter
 
 
 def from_form_js(form: Any) -> tuple[list[dict[str, Any]], list[Unsupported]]:
-    """A Camunda 8 form (form-js JSON, `zeebe:userTaskForm`) as form fields, through the JSON-Schema reading."""
+    """A Camunda 8 form (form-js JSON) as form fields, through the JSON-Schema reading.
+
+    A key with dots, and the `path` of a group around fields, nest what the form sets, as in form-js: the key
+    `address.city` inside a group with the path `customer` sets `customer["address"]["city"]`.
+    """
     components = form.get("components") if isinstance(form, dict) else None
     if not isinstance(components, list):
         return [], [Unsupported(None, 'the Camunda form must have "components"')]
-    properties, required, ui, found = {}, [], {"ui:order": []}, []
-    for c in (c for c in components if isinstance(c, dict) and c.get("type") not in SHOWN_ONLY):
+    properties, required, ui, found, paths = {}, [], {"ui:order": []}, [], {}
+    for c, prefix in _components(components, [], found):
         key, kind = str(c.get("key") or ""), c.get("type")
-        date = kind == "datetime" and c.get("subtype") == "date"
-        if not key.isidentifier() or (kind not in FORM_JS and not date):
-            found.append(Unsupported(key or None, f"the {kind} field '{key}' cannot be shown: " + (
-                "its key must be a plain name" if not key.isidentifier() else "only text, number, checkbox, "
-                "select, radio, textarea and date fields are supported")))
+        if kind == "dynamiclist":
+            found.append(Unsupported(c.get("path"), f"the repeating list '{c.get('path') or c.get('label')}' cannot "
+                                                    "be shown: a form shows fields that are entered once"))
             continue
+        path = [*prefix, *key.split(".")]
+        date = kind == "datetime" and c.get("subtype") == "date"
+        if not all(p.isidentifier() for p in path) or (kind not in FORM_JS and not date):
+            found.append(Unsupported(key or None, f"the {kind} field '{key}' cannot be shown: " + (
+                "its key must be names joined by dots, such as order.total" if not all(
+                    p.isidentifier() for p in path) else "only text, number, checkbox, select, radio, textarea and "
+                "date fields are supported")))
+            continue
+        name = ".".join(path)
         rules = c.get("validate") if isinstance(c.get("validate"), dict) else {}
         prop = dict(FORM_JS.get(kind) or {"type": "string", "format": "date"}, title=c.get("label") or key)
         prop |= {k: rules[k] for k in ("minLength", "maxLength") if k in rules}
@@ -162,12 +173,53 @@ def from_form_js(form: Any) -> tuple[list[dict[str, Any]], list[Unsupported]]:
         if kind in ("select", "radio"):
             values = c.get("values") if isinstance(c.get("values"), list) else []
             prop["oneOf"] = [{"const": v.get("value"), "title": v.get("label")} for v in values if isinstance(v, dict)]
-        properties[key] = prop
-        required += [key] if rules.get("required") else []
-        ui[key] = {"ui:widget": "textarea"} if kind == "textarea" else {}
-        ui["ui:order"].append(key)
+        properties[name] = prop
+        paths[name] = path
+        required += [name] if rules.get("required") else []
+        ui[name] = {"ui:widget": "textarea"} if kind == "textarea" else {}
+        ui["ui:order"].append(name)
     fields, more = from_json_schema({"type": "object", "properties": properties, "required": required}, ui)
+    for field in fields:
+        if len(paths.get(field["id"], [])) > 1:
+            field["path"] = paths[field["id"]]
     return fields, found + more
+
+
+def _components(components: list[Any], prefix: list[str], found: list[Unsupported]
+                ) -> list[tuple[dict[str, Any], list[str]]]:
+    """The fields of a form-js form, each with the path of the groups around it; groups and what shows only gone."""
+    fields = []
+    for c in (c for c in components if isinstance(c, dict) and c.get("type") not in SHOWN_ONLY):
+        if c.get("type") == "group":
+            path = str(c.get("path") or "")
+            fields += _components(c.get("components") if isinstance(c.get("components"), list) else [],
+                                  [*prefix, *path.split(".")] if path else prefix, found)
+        else:
+            fields.append((c, prefix))
+    return fields
+
+
+def nest(fields: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+    """Form values with those of nested fields (`path`) put inside the objects their path names."""
+    paths = {f["id"]: f["path"] for f in fields if f.get("path")}
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, leaf = paths.get(name, [name])
+        inside = nested
+        for part in parents:
+            inside = inside.setdefault(part, {}) if isinstance(inside.get(part, {}), dict) else {}
+        inside[leaf] = value
+    return nested
+
+
+def lookup(data: Mapping[str, Any], path: list[str] | None, default: Any = None) -> Any:
+    """The value at `path` inside nested objects of `data`, or `default`."""
+    found: Any = data
+    for part in path or [None]:
+        if part is None or not isinstance(found, Mapping) or part not in found:
+            return default
+        found = found[part]
+    return found
 
 
 def ordered(keys: list[str], order: Any) -> list[str]:

@@ -106,7 +106,8 @@ def source(item: Source | Path | str | bytes, index: int = 0) -> Source:
 
 
 def is_json(src: Source) -> bool:
-    return Path(src.name).suffix.lower() == ".json"
+    """A JSON file uploaded with diagrams: a JSON-Schema form, or a Camunda 8 form (`.form`, form-js JSON)."""
+    return Path(src.name).suffix.lower() in (".json", ".form")
 
 
 def check_size(src: Source, max_bytes: int) -> None:
@@ -268,27 +269,10 @@ def baton_extensions(node: etree._Element, json_forms: JsonForms) -> dict[str, A
         "candidate_groups": literal_or_expression(attr["candidateGroups"]),
         "due": literal_or_expression(attr["dueDate"]),
         "form_key": attr["formKey"],
-        "form": json_forms.fields.get(files, []) if files else form_fields(node) or zeebe_form(node)[0],
+        "form": json_forms.fields.get(files, []) if files else form_fields(node) or zeebe.form(
+            node, json_forms.form_ids)[0],
         "properties": properties(node),
     }
-
-
-def zeebe_form(node: etree._Element) -> tuple[list[dict[str, Any]], list[forms.Unsupported]]:
-    """A Camunda 8 task's embedded form (`zeebe:formDefinition` naming a `zeebe:userTaskForm`) as form fields."""
-    definition = node.find("bpmn:extensionElements/zeebe:formDefinition", NS)
-    if definition is None:
-        return [], []
-    key = (definition.get("formKey") or "").removeprefix("camunda-forms:bpmn:")
-    embedded = next((f for f in node.getroottree().getroot().iter(f"{{{ZEEBE}}}userTaskForm")
-                     if f.get("id") == key), None)
-    if embedded is None:
-        named = definition.get("formKey") or definition.get("formId")
-        return [], [forms.Unsupported(None, f"the Camunda form '{named}' is not in the diagram: embed it in the "
-                                            "diagram (Camunda Modeler's embedded form)")]
-    try:
-        return forms.from_form_js(json.loads(embedded.text or ""))
-    except ValueError as exc:
-        return [], [forms.Unsupported(None, f"the Camunda form '{key}' is not valid JSON: {exc}")]
 
 
 class JsonForms:
@@ -305,11 +289,20 @@ class JsonForms:
                 self.problems.extend(exc.problems)
         self.fields: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # translated once per pair
         self.used: dict[str, list[Source]] = {}  # process id -> the JSON files its forms come from
+        self.form_ids: dict[str, tuple[str, Any]] = {}  # Camunda 8 form id -> (file, its form-js JSON)
+        for name, document in self.documents.items():
+            form_id = document.get("id") if isinstance(document, dict) and "components" in document else None
+            if isinstance(form_id, str) and form_id in self.form_ids:
+                self.problems.append(Problem(name, None, None, f"the Camunda form id '{form_id}' is the id of "
+                                                               f"{self.form_ids[form_id][0]} too: give each its own"))
+            elif isinstance(form_id, str):
+                self.form_ids[form_id] = (name, document)
 
     def link(self, filename: str, root: etree._Element) -> list[Problem]:
         """Translate the forms a diagram names; problems for files not uploaded and for what cannot be shown."""
         found = []
         for node in root.iter(f"{{{BPMN}}}userTask", f"{{{BPMN}}}startEvent"):
+            found += self._camunda_8(filename, node)
             files = form_files(node)
             if files is None:
                 continue
@@ -321,6 +314,17 @@ class JsonForms:
             if files not in self.fields and all(name in self.documents for name in named):
                 found += self._translate(files, node.get("id"))
         return found
+
+    def _camunda_8(self, filename: str, node: etree._Element) -> list[Problem]:
+        """What of a Camunda 8 form (embedded, or linked to an uploaded .form file) cannot be shown."""
+        _, unsupported, linked = zeebe.form(node, self.form_ids)
+        if linked is not None:
+            self._use(node, [linked])
+            return [Problem(linked, form_js_line(self.files[linked], u.key), node.get("id"), u.message, u.severity)
+                    for u in unsupported]
+        definition = node.find("bpmn:extensionElements/zeebe:formDefinition", NS)
+        line = definition.sourceline if definition is not None else node.sourceline
+        return [Problem(filename, line, node.get("id"), u.message, u.severity) for u in unsupported]
 
     def _use(self, node: etree._Element, names: list[str]) -> None:
         """Remember the files the element's process uses, so that its definition's checksum covers them."""
@@ -335,6 +339,14 @@ class JsonForms:
         self.fields[files], unsupported = forms.from_json_schema(self.documents[schema], ui)
         return [Problem(schema, json_line(self.files[schema], u.key), element_id, u.message, u.severity)
                 for u in unsupported]
+
+
+def form_js_line(src: Source, key: str | None) -> int | None:
+    """The line where a form-js form has the field of this key (None for the form as a whole)."""
+    leaf = (key or "").split(".")[-1]
+    found = re.search(rb'"key"\s*:\s*' + re.escape(json.dumps(leaf, ensure_ascii=False).encode()), src.content) \
+        if leaf else None
+    return src.content.count(b"\n", 0, found.start()) + 1 if found else None
 
 
 def json_line(src: Source, key: str | None) -> int | None:
@@ -612,9 +624,6 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
         if local == "timerEventDefinition" and not any((c.text or "").strip() for c in node):
             add(node, f"the timer '{normalize.label(node.getparent())}' has no date, duration or cycle: set when "
                       "it fires")
-        if local == "formDefinition" and node.tag == f"{{{ZEEBE}}}formDefinition":
-            for refused in zeebe_form(node.getparent().getparent())[1]:
-                add(node, refused.message, refused.severity)
         if local == "failedJobRetryTimeCycle" and not retry_cycle_ok((node.text or "").strip()):
             add(node, f"the retry cycle '{(node.text or '').strip()}' is not R<n>/<duration> or a list of ISO 8601 "
                       "durations such as PT10S,PT1M,PT10M")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
 
 from lxml import etree
 
-from . import expressions
+from . import expressions, forms
 from .normalize import BPMN, PREFIX, Graph, Note, Rewritten, label, local, note
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,41 @@ def _extension(node: etree._Element, name: str) -> etree._Element | None:
 def decision_ref(node: etree._Element) -> str | None:
     decision = _extension(node, "calledDecision")
     return (decision.get("decisionId") or "").strip() or None if decision is not None else None
+
+
+def form(node: etree._Element, linked: dict[str, tuple[str, Any]]
+         ) -> tuple[list[dict[str, Any]], list[forms.Unsupported], str | None]:
+    """A task's Camunda 8 form as form fields, what of it cannot be shown, and the uploaded file it comes from.
+
+    The form is embedded (`formKey="camunda-forms:bpmn:ID"` naming a `zeebe:userTaskForm` of the diagram) or
+    linked (`formId` naming the `id` of an uploaded form-js file); another form key, or an external form, is one
+    Baton cannot show.
+    """
+    definition = _extension(node, "formDefinition")
+    if definition is None:
+        return [], [], None
+    form_id, key = (definition.get("formId") or "").strip(), (definition.get("formKey") or "").strip()
+    if form_id:
+        if form_id not in linked:
+            return [], [forms.Unsupported(None, f"the Camunda form '{form_id}' is not among the uploaded files: "
+                                                "upload its .form file together with this diagram")], None
+        name, document = linked[form_id]
+        return *forms.from_form_js(document), name
+    if key.startswith("camunda-forms:bpmn:"):
+        embedded_id = key.removeprefix("camunda-forms:bpmn:")
+        embedded = next((f for f in node.getroottree().getroot().iter(f"{{{ZEEBE}}}userTaskForm")
+                         if f.get("id") == embedded_id), None)
+        if embedded is None:
+            return [], [forms.Unsupported(None, f"the Camunda form '{key}' is not in the diagram: embed it in the "
+                                                "diagram (Camunda Modeler's embedded form)")], None
+        try:
+            return *forms.from_form_js(json.loads(embedded.text or "")), None
+        except ValueError as exc:
+            return [], [forms.Unsupported(None, f"the Camunda form '{embedded_id}' is not valid JSON: {exc}")], None
+    other = key or (definition.get("externalReference") or "").strip()
+    return [], [forms.Unsupported(None, f"'{label(node)}' takes its form from '{other}', which Baton cannot show: "
+                                        "it opens with no fields, so what that form would set stays unset",
+                                  "warning")] if other else [], None
 
 
 # Rewrites of the parsed copy (never the stored file), before lint: constructs SpiffWorkflow knows by other names.

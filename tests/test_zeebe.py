@@ -371,3 +371,60 @@ def test_a_key_that_is_not_a_text_or_number_is_an_incident(engine):
     failed = engine.start("p", {"orderId": None})
     assert (failed.status, failed.incidents[0].element_id) == ("error", "wait")
     assert failed.incidents[0].message.startswith("the correlation key must be a text or a number, not null")
+
+
+# Forms
+
+REVIEW_FORM = b'''{"id": "review-form", "type": "default", "schemaVersion": 16, "components": [
+  {"type": "textfield", "key": "order.item", "label": "Item", "disabled": true},
+  {"type": "group", "label": "Customer", "path": "customer", "components": [
+    {"type": "textfield", "key": "name", "label": "Name", "validate": {"required": true}},
+    {"type": "number", "key": "address.zip", "label": "Zip"}]},
+  {"type": "group", "label": "Decision", "components": [
+    {"type": "radio", "key": "decision", "label": "Decision", "values": [{"label": "Yes", "value": "yes"}]}]}]}'''
+
+
+def linked(form_id: str) -> bytes:
+    return zeebe('<bpmn:startEvent id="start"/>', task("userTask", "check", ASSIGNED,
+                                                      f'<zeebe:formDefinition formId="{form_id}"/>', name="Check"),
+                 '<bpmn:endEvent id="end"/>', flows="start>check check>end")
+
+
+def test_a_form_linked_by_its_id_is_the_tasks_form_and_its_paths_nest_the_data(engine, fresh, database_url, tmp_path):
+    form = tmp_path / "review.form"
+    form.write_bytes(REVIEW_FORM)
+    engine.deploy(linked("review-form"), form)
+    [waiting] = engine.tasks(instance_id=engine.start("p", {"customer": {"name": "old", "vip": True}}).id)
+    assert [(f.id, f.type, f.required, f.readonly) for f in waiting.form] == [
+        ("order.item", "string", False, True), ("customer.name", "string", True, False),
+        ("customer.address.zip", "decimal", False, False), ("decision", "enum", False, False)]
+    with pytest.raises(InvalidData, match="Name is required"):
+        fresh(database_url).complete_task(waiting.id, {"decision": "yes"}, user="ann")
+    done = fresh(database_url).complete_task(waiting.id, {"customer.name": "Ann", "customer.address.zip": "12",
+                                                          "decision": "yes", "order.item": "Yacht"}, user="ann")
+    assert done.data["customer"] == {"name": "Ann", "address": {"zip": Decimal(12)}}  # the form sets the variable
+    assert (done.data["decision"], "order" in done.data) == ("yes", False)
+
+
+def test_a_form_id_not_uploaded_is_a_lint_error_naming_it(engine):
+    assert errors(engine, linked("review-form")) == [
+        (5, "check", "the Camunda form 'review-form' is not among the uploaded files: upload its .form file "
+                     "together with this diagram")]
+
+
+def test_what_a_linked_form_cannot_show_is_a_lint_error_in_the_form_file(engine, tmp_path):
+    form = tmp_path / "review.form"
+    form.write_bytes(REVIEW_FORM.replace(b'"key": "name"', b'"key": "full name"'))
+    assert [(p.file, p.line, p.element_id, p.message) for p in engine.lint(linked("review-form"), form).errors] == [
+        ("review.form", 4, "check", "the textfield field 'full name' cannot be shown: its key must be names joined "
+                                    "by dots, such as order.total")]
+
+
+def test_a_form_baton_cannot_show_is_a_warning(engine):
+    xml = zeebe('<bpmn:startEvent id="start"/>', task(
+        "userTask", "check", ASSIGNED, '<zeebe:formDefinition externalReference="https://forms.example.com/1"/>',
+        name="Check"), '<bpmn:endEvent id="end"/>', flows="start>check check>end")
+    report = engine.lint(xml)
+    assert report.ok and [p.message for p in report.problems] == [
+        "'Check' takes its form from 'https://forms.example.com/1', which Baton cannot show: it opens with no fields, "
+        "so what that form would set stays unset"]

@@ -188,7 +188,7 @@ def _review(draft: DraftInfo, *, refused: bool = False) -> str:
                     found = marks["errors" if p.severity == "error" else "warnings"]
                     found[p.element_id] = f"{found[p.element_id]}; {p.message}" if p.element_id in found else p.message
             diagrams.append((name, {"xml": url_for("processes.uploaded", draft_id=draft.id, name=name), **marks}))
-    forms = [name for name in draft.files if Path(name).suffix.lower() == ".json"]
+    forms = [name for name in draft.files if Path(name).suffix.lower() in (".json", ".form")]
     return render_template("processes/review.html", draft=draft, report=report, diagrams=diagrams, forms=forms,
                            refused=refused)
 
