@@ -297,6 +297,9 @@ def _checks(node: etree._Element) -> list[tuple[etree._Element, str, str]]:
         found.append((node, f"the call activity '{name}' names the process it calls by an expression "
                             f"('{called.get('processId').strip()}'): Baton calls a process named in the diagram, "
                             "so write its id", "error"))
+    if called is not None and (called.get("propagateAllParentVariables") or "").strip().lower() == "false":
+        found.append((node, f"the call activity '{name}' gives the process it calls all its variables: Baton does "
+                            "not narrow them to its input mappings (propagateAllParentVariables)", "warning"))
     decision = _extension(node, "calledDecision")
     if decision is not None and (decision.get("decisionId") or "").strip().startswith("="):
         found.append((node, f"the business rule task '{name}' names its decision by an expression "

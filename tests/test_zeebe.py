@@ -236,6 +236,15 @@ def test_a_called_decision_with_outputs_hands_on_only_the_outputs(engine):
                                                                 "worst": "red"}
 
 
+def test_a_call_activity_that_would_narrow_what_it_passes_on_is_a_warning(engine):
+    xml = zeebe('<bpmn:startEvent id="start"/>', task(
+        "callActivity", "call", '<zeebe:calledElement processId="child" propagateAllParentVariables="false"/>',
+        name="Call"), '<bpmn:endEvent id="end"/>', flows="start>call call>end")
+    assert [(p.severity, p.message) for p in engine.lint(xml, CHILD).problems] == [
+        ("warning", "the call activity 'Call' gives the process it calls all its variables: Baton does not narrow "
+                    "them to its input mappings (propagateAllParentVariables)")]
+
+
 def test_calls_and_decisions_named_by_an_expression_or_without_a_result_are_lint_errors(engine):
     xml = zeebe('<bpmn:startEvent id="start"/>', task(
         "callActivity", "call", '<zeebe:calledElement processId="=&quot;child-&quot; + tenant"/>', name="Call"),
@@ -363,6 +372,19 @@ def test_a_buffered_message_waits_for_the_instance_with_its_key(engine):
     other, wanted = engine.start("p", {"orderId": "A-1"}), engine.start("p", {"orderId": "A-2"})
     assert (engine.instance(other.id).status, engine.instance(wanted.id).status) == ("active", "complete")
     assert engine.instance(wanted.id).data["amount"] == 5
+
+
+def test_a_messages_payload_is_local_to_its_catcher_when_it_has_outputs(engine):
+    engine.deploy(zeebe('<bpmn:startEvent id="start">' + f"<bpmn:extensionElements>{io(('output', '=1', 'round'))}"
+                        "</bpmn:extensionElements></bpmn:startEvent>",
+                        task("intermediateCatchEvent", "wait", io(("output", "=amount * 100", "cents"),
+                                                                  ("output", "=round + 1", "round"))).replace(
+                            "</bpmn:intermediateCatchEvent>",
+                            '<bpmn:messageEventDefinition messageRef="paid"/></bpmn:intermediateCatchEvent>'),
+                        '<bpmn:endEvent id="end"/>', flows="start>wait wait>end", extra=PAID))
+    instance = engine.start("p", {"orderId": "A-1"})
+    engine.correlate_message("paid", {"amount": 2, "note": "via bank"}, correlation_key="A-1")
+    assert engine.instance(instance.id).data == {"orderId": "A-1", "starter": None, "round": 2, "cents": 200}
 
 
 def test_a_key_that_is_not_a_text_or_number_is_an_incident(engine):
