@@ -272,6 +272,10 @@ FUNCTIONS: dict[str, tuple[int, int, Callable[[list[_Py]], _Py | None]]] = {
     "upper case": (1, 1, lambda a: _method(a[0], "upper", [])),
     "lower case": (1, 1, lambda a: _method(a[0], "lower", [])),
     "date": (1, 1, _date),
+    "string join": (1, 2, lambda a: _Py(f"{a[1].src if len(a) > 1 else repr('')}.join([item for item in "
+                                        f"{_wrap(a[0], IF)} if item is not None])", ATOM, "str")),
+    "now": (0, 0, lambda a: _Py("now()")),  # the engine's clock: a datetime with its zone
+    "today": (0, 0, lambda a: _Py("now().date()")),
 }
 
 

@@ -221,6 +221,10 @@ def test_juel_refuses_what_it_cannot_translate_and_names_it(text, named):
     ("lower case(a + b)", "(a + b).lower()"),
     ("not(a and b)", "not (a and b)"),
     ('date("2026-01-31")', "date(2026, 1, 31)"),
+    ('string join(risks, ", ")', "', '.join([item for item in risks if item is not None])"),
+    ("string join(parts)", "''.join([item for item in parts if item is not None])"),
+    ("string(now())", "str(now())"),
+    ("today()", "now().date()"),
     ("sum(credit_history[weight > 1].weight)",
      "sum([item['weight'] for item in [item for item in credit_history if "
      "(item['weight'] if isinstance(item, dict) and 'weight' in item else weight) > 1]])"),
@@ -268,6 +272,7 @@ def test_to_python_dispatches_on_the_form_of_the_text():
     ("string length(s)", {"s": "abc"}, 3),
     ('starts with(s, "ab") and not(ends with(s, "x"))', {"s": "abc"}, True),
     ("upper case(s)", {"s": "abc"}, "ABC"),
+    ('string join(xs, "-")', {"xs": ["a", None, "c"]}, "a-c"),
     ('{total: a * 2, tag: "x"}', {"a": 4}, {"total": 8, "tag": "x"}),
     ('due < date("2026-01-31")', {"due": date(2026, 1, 1)}, True),
     ("a = null", {"a": None}, True),

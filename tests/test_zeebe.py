@@ -172,6 +172,17 @@ def test_a_camunda_user_task_marker_is_a_user_task(engine):
     assert (waiting.element_id, waiting.assignee) == ("check", "ann")
 
 
+def test_a_start_events_outputs_set_variables_when_the_instance_starts(engine):
+    from baton.engine.clock import clock
+
+    engine.deploy(zeebe('<bpmn:startEvent id="start"><bpmn:extensionElements>' + io(
+        ("output", "=string join(tags, &quot;, &quot;)", "label"), ("output", "=today()", "opened")) +
+        "</bpmn:extensionElements></bpmn:startEvent>", task("userTask", "check", ASSIGNED),
+        '<bpmn:endEvent id="end"/>', flows="start>check check>end"))
+    started = engine.start("p", {"tags": ["red", None, "big"]})
+    assert (started.data["label"], started.data["opened"]) == ("red, big", clock.now().date())
+
+
 def test_a_feel_script_task_sets_its_result_variable(engine):
     engine.deploy(zeebe('<bpmn:startEvent id="start"/>', task(
         "scriptTask", "sum", '<zeebe:script expression="=sum(items) + 1" resultVariable="total"/>'),
