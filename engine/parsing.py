@@ -392,7 +392,7 @@ class BusinessRuleTaskParser(SpiffBusinessRuleTaskParser):
     way (`zeebe:calledDecision`, whose result goes into one variable)."""
 
     def create_task(self) -> BusinessRuleTask:
-        result = zeebe.extensions(self.node).get("result")
+        result = zeebe.result_variable(self.node)
         if result is None:
             return super().create_task()
         extensions = self.parse_extensions()

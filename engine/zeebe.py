@@ -38,9 +38,8 @@ def extensions(node: etree._Element) -> dict[str, Any]:
     called = _extension(node, "calledElement")
     if called is not None:
         found["propagate"] = (called.get("propagateAllChildVariables") or "true").strip().lower() != "false"
-    decision = _extension(node, "calledDecision")
-    if decision is not None and (decision.get("resultVariable") or "").strip():
-        found["result"] = decision.get("resultVariable").strip()
+    if result := result_variable(node):
+        found["result"] = result
     headers = {h.get("key"): h.get("value") or "" for h in node.iterfind(
         "bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", NS) if h.get("key")}
     if headers:
@@ -133,6 +132,12 @@ def _message(node: etree._Element, ref: str | None) -> etree._Element | None:
 
 def _extension(node: etree._Element, name: str) -> etree._Element | None:
     return node.find(f"bpmn:extensionElements/zeebe:{name}", NS)
+
+
+def result_variable(node: etree._Element) -> str | None:
+    """Where a business rule task's called decision puts its result (`zeebe:calledDecision resultVariable`)."""
+    decision = _extension(node, "calledDecision")
+    return (decision.get("resultVariable") or "").strip() or None if decision is not None else None
 
 
 def decision_ref(node: etree._Element) -> str | None:
@@ -277,7 +282,9 @@ def _checks(node: etree._Element) -> list[tuple[etree._Element, str, str]]:
     found: list[tuple[etree._Element, str, str]] = []
     name = label(node)
     for extension in node.iterfind("bpmn:extensionElements//zeebe:*", NS):
-        kind = etree.QName(extension).localname
+        kind, parent = etree.QName(extension).localname, etree.QName(extension.getparent()).localname
+        if extension.getparent().tag.startswith(f"{{{ZEEBE}}}") and parent not in READ:
+            continue  # inside an extension reported already
         if kind in IGNORED:
             found.append((extension, f"Baton ignores zeebe:{kind} on '{name}'", "warning"))
         elif kind not in READ:
