@@ -544,6 +544,10 @@ def problem(exc: Exception, filename: str, parser: Parser) -> Problem:
         return crash(exc, filename, parser)
     element_id = getattr(exc, "id", None) or None
     line = getattr(exc, "line_number", None) or None
+    missing = re.search(r"The process '(.*?)' was not found", str(exc))
+    if element_id is None and missing:  # SpiffWorkflow names no element: the call activity that calls it
+        element_id = next((i for i, n in parser.nodes.items() if n.tag == f"{{{BPMN}}}callActivity"
+                           and n.get("calledElement") == missing.group(1)), None)
     if not line and element_id in parser.nodes:
         line = parser.nodes[element_id].sourceline
     message = str(exc).split("\nSource Details")[0].strip()

@@ -244,6 +244,14 @@ def test_a_called_decision_with_outputs_hands_on_only_the_outputs(engine):
                                                                 "worst": "red"}
 
 
+def test_a_called_process_not_uploaded_is_a_lint_error_on_the_call_activity(engine):
+    xml = zeebe('<bpmn:startEvent id="start"/>', task("callActivity", "call",
+                                                      '<zeebe:calledElement processId="child"/>'),
+                '<bpmn:endEvent id="end"/>', flows="start>call call>end")
+    assert errors(engine, xml) == [(5, "call", "the called process 'child' is not among the uploaded files: upload its "
+                                               "file together with this diagram")]
+
+
 def test_a_call_activity_that_would_narrow_what_it_passes_on_is_a_warning(engine):
     xml = zeebe('<bpmn:startEvent id="start"/>', task(
         "callActivity", "call", '<zeebe:calledElement processId="child" propagateAllParentVariables="false"/>',
@@ -363,6 +371,24 @@ def test_a_boundary_event_and_a_gateways_event_wait_with_their_keys(engine):
     engine.complete_task(check.id)
     assert engine.correlate_message("paid", correlation_key="A-1").instance_id == kept.id
     assert engine.activity(kept.id) == {"start": 1, "check": 1, "which": 1, "wait": 1, "end": 1}
+
+
+def test_each_instance_of_a_loop_waits_with_its_own_key_in_the_one_process_instance(engine, fresh, database_url):
+    child = zeebe('<bpmn:startEvent id="child_start"/>', '<bpmn:receiveTask id="arrived" messageRef="doc"/>',
+                  '<bpmn:endEvent id="child_end"/>', flows="child_start>arrived arrived>child_end", process_id="fetch",
+                  extra='<bpmn:message id="doc" name="document arrived"><bpmn:extensionElements><zeebe:subscription '
+                        'correlationKey="=document"/></bpmn:extensionElements></bpmn:message>')
+    engine.deploy(zeebe('<bpmn:startEvent id="start"/>', task(
+        "callActivity", "fetch_all", '<zeebe:calledElement processId="fetch"/>').replace(
+        "</bpmn:callActivity>", '<bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements>'
+        '<zeebe:loopCharacteristics inputCollection="=documents" inputElement="document"/></bpmn:extensionElements>'
+        '</bpmn:multiInstanceLoopCharacteristics></bpmn:callActivity>'),
+        '<bpmn:endEvent id="end"/>', flows="start>fetch_all fetch_all>end"), child)
+    instance = engine.start("p", {"documents": ["passport", "payslip"]})
+    fresh(database_url).correlate_message("document arrived", {"pages": 2}, correlation_key="payslip")
+    assert [w.kind for w in fresh(database_url).instance(instance.id).waiting_on] == ["message"]
+    fresh(database_url).correlate_message("document arrived", {"pages": 1}, correlation_key="passport")
+    assert fresh(database_url).instance(instance.id).status == "complete"
 
 
 def test_a_message_start_event_takes_the_message_whatever_its_key(engine):
