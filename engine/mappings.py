@@ -90,7 +90,7 @@ def enter(task: Task) -> None:
     for target, source in found.get("inputs", []):
         value = _evaluate(task, source, {**data, **values}, f"the input mapping '{target}'")
         root, *path = target.split(".")
-        values[root] = _put(values.get(root) if root in values else None, path, value)
+        values[root] = _put(values.get(root), path, value)  # a new object, or one an earlier input built
     for root in values:
         _local(scope, data, root)
     task.data = {**data, **values}
@@ -118,7 +118,7 @@ def leave(task: Task) -> None:
         value = _evaluate(task, source, context, f"the output mapping '{target}'")
         values.append((target, value))
         root, *path = target.split(".")
-        context[root] = _put(context.get(root), path, value, merge=True)
+        context[root] = _put(context.get(root), path, value)
     collected = found.get("collect")
     kept = task.data.get(collected) if collected else None
     data = {} if scope.get("all") else copy.deepcopy(task.data)
@@ -127,7 +127,7 @@ def leave(task: Task) -> None:
     data.update(scope["shadowed"])
     for target, value in values:
         root, *path = target.split(".")
-        data[root] = _put(data.get(root), path, value, merge=True)
+        data[root] = _put(data.get(root), path, value)  # one property of an existing object
     if collected:  # the multi-instance collects it after the instance ends
         data[collected] = kept
     task.data = data
@@ -172,12 +172,12 @@ def _local(scope: dict[str, Any], data: dict[str, Any], name: str) -> None:
         scope["fresh"].append(name)
 
 
-def _put(base: Any, path: list[str], value: Any, *, merge: bool = False) -> Any:
-    """`value` at `path` inside `base`: a copy of it when it is an object (`merge`, or built here), else a new one."""
+def _put(base: Any, path: list[str], value: Any) -> Any:
+    """`value` at `path` inside a copy of `base` when it is an object, else inside a new one."""
     if not path:
         return copy.deepcopy(value)
-    found = copy.deepcopy(base) if isinstance(base, dict) and (merge or base is not None) else {}
-    found[path[0]] = _put(found.get(path[0]), path[1:], value, merge=True)
+    found = copy.deepcopy(base) if isinstance(base, dict) else {}
+    found[path[0]] = _put(found.get(path[0]), path[1:], value)
     return found
 
 

@@ -93,8 +93,8 @@ def correlation_keys(node: etree._Element) -> dict[str, str]:
         targets = [_node(node, f.get("targetRef")) for f in _flows(node) if f.get("sourceRef") == node.get("id")]
         return {name: key for target in targets if target is not None
                 for name, key in _keys(target).items()}
-    if local(node) == "startEvent" or any(local(_node(node, f.get("sourceRef"))) == "eventBasedGateway"
-                                          for f in _flows(node) if f.get("targetRef") == node.get("id")):
+    sources = [_node(node, f.get("sourceRef")) for f in _flows(node) if f.get("targetRef") == node.get("id")]
+    if local(node) == "startEvent" or any(s is not None and local(s) == "eventBasedGateway" for s in sources):
         return {}
     return _keys(node)
 
@@ -105,17 +105,17 @@ def _keys(node: etree._Element) -> dict[str, str]:
     message = _message(node, ref or (definition.get("messageRef") if definition is not None else None))
     subscription = message.find("bpmn:extensionElements/zeebe:subscription", NS) if message is not None else None
     text = subscription.get("correlationKey") if subscription is not None else None
-    if message is None or text is None or not text.strip():
+    if message is None or not message.get("name") or text is None or not text.strip():
         return {}
     try:
-        return {message.get("name") or message.get("id"): python_source(text)}
+        return {message.get("name"): python_source(text)}
     except expressions.Untranslatable:
-        return {message.get("name") or message.get("id"): text}
+        return {message.get("name"): text}
 
 
 def _flows(node: etree._Element) -> list[etree._Element]:
     parent = node.getparent()
-    return [f for f in parent.iterfind("bpmn:sequenceFlow", NS)] if parent is not None else []
+    return list(parent.iterfind("bpmn:sequenceFlow", NS)) if parent is not None else []
 
 
 def _node(node: etree._Element, node_id: str | None) -> etree._Element | None:
