@@ -509,7 +509,7 @@ def _uuid(value: UUID | str) -> UUID:
 def _waiting_clause(kind: str) -> Any:
     tables = {"task": exists().where(HumanTask.instance_id == Instance.id),
               "timer": exists().where(Job.instance_id == Instance.id, Job.kind == "timer"),
-              "job": exists().where(Job.instance_id == Instance.id, Job.kind == "service"),
+              "job": exists().where(Job.instance_id == Instance.id, Job.kind.in_(("service", "async"))),
               "message": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "message"),
               "signal": exists().where(Subscription.instance_id == Instance.id, Subscription.kind == "signal")}
     kind = kind.removesuffix("s") if kind.removesuffix("s") in tables else kind  # "tasks" reads as well as "task"

@@ -1,4 +1,4 @@
-"""Running due jobs: timers, service tasks with retries and backoff, and timer start events."""
+"""Running due jobs: timers, service tasks with retries and backoff, asynchronous continuations, timer starts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from . import jobs, runtime, store
+from . import elements, jobs, runtime, store
 from .errors import Conflict, InvalidState, NotFound
 from .info import JobStatus
 from .models import now
@@ -15,6 +15,14 @@ from .models import now
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(minutes=1)  # how often a worker forgets messages whose time to live is over
+
+
+class _Again(Exception):
+    """A job's step failed and will be tried again: nothing of it is written."""
+
+    def __init__(self, failure: runtime.Failure, delay: timedelta) -> None:
+        super().__init__(failure.message)
+        self.failure, self.delay = failure, delay
 
 
 class Executor:
@@ -51,6 +59,8 @@ class Executor:
                 self._start_job(job)
             elif job.kind == "service":
                 self._service_job(job)
+            elif job.kind == "async":
+                self._async_job(job)
             else:
                 self._change(job.instance_id, lambda loaded, step: runtime.fire_timers(loaded.workflow, step),
                              allowed=("active",), within=self._held(job))
@@ -97,6 +107,25 @@ class Executor:
         self._change(job.instance_id, lambda loaded, step: runtime.complete_service(
             loaded.workflow, runtime.service_task(loaded.workflow, job.task_id), result, step),
             allowed=("active",), within=self._held(job))
+
+    def _async_job(self, job: Any) -> None:
+        """Go on from an asynchronous boundary; when that fails, nothing is written and the job is tried again
+        on its retry schedule (`camunda:failedJobRetryTimeCycle`), until the last failure becomes an incident."""
+        def act(loaded: Any, step: runtime.Step) -> None:
+            task = runtime.boundary(loaded.workflow, job.task_id)
+            delays = jobs.retry_delays(elements.retry_cycle(task))
+            runtime.resume(loaded.workflow, task, step)
+            if step.failure is not None and job.attempts < len(delays):
+                raise _Again(step.failure, delays[job.attempts])
+
+        try:
+            self._change(job.instance_id, act, allowed=("active",), within=self._held(job))
+        except _Again as again:
+            log.info("job %s at %s failed (attempt %d), tried again in %s: %s", job.id, job.element_id,
+                     job.attempts + 1, again.delay, again.failure.message)
+            jobs.release(self.db.engine, job.id, self.worker_id, attempts=job.attempts + 1,
+                         last_error=f"{again.failure.error_type}: {again.failure.message}",
+                         due_at=now() + again.delay)
 
     def _service_failed(self, job: Any, cycle: str | None, exc: Exception) -> None:
         delays = jobs.retry_delays(cycle)

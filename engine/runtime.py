@@ -30,7 +30,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
-from . import mappings, pruning
+from . import elements, mappings, pruning
 from .clock import clock
 from .errors import InvalidState, TaskNotFound
 from .parsing import python_expression as parsing_expression
@@ -224,8 +224,8 @@ def advance(workflow: BpmnWorkflow, step: Step) -> None:
         sent = len(step.outbox)
 
     def done(task: Task) -> None:
-        if task.state == TaskState.COMPLETED and getattr(task.task_spec, "bpmn_id", None):
-            step.record("completed", task)
+        if (task.state == TaskState.COMPLETED or elements.waiting(task)) and getattr(task.task_spec, "bpmn_id", None):
+            step.record("completed", task)  # done, even when what follows waits at a boundary after it
 
     try:
         pruning.run(workflow, will_complete_task=starting, did_complete_task=done)  # do_engine_steps, kept small
@@ -314,9 +314,21 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
             return
         advance(workflow, step)
         return
+    if not elements.started(task):  # its input parameters or start listeners failed: they run again
+        task._set_state(TaskState.READY)
+        try:
+            elements.start(task)
+        except SpiffWorkflowException as exc:
+            fail(workflow, step, exc, 0)
+            return
     if isinstance(task.task_spec, ServiceTask):
         task._set_state(TaskState.READY)  # a job calls the connector again
         task.internal_data.pop("baton_job_due", None)
+        return
+    if task.task_spec.manual:  # a failed human task is ready again for its people, not done
+        task._set_state(TaskState.READY)
+        task.internal_data.pop("baton", None)
+        advance(workflow, step)
         return
     try:
         task.run()
@@ -347,24 +359,63 @@ def service_task(workflow: BpmnWorkflow, task_id: UUID) -> Task:
 
 
 def service_input(workflow: BpmnWorkflow, task: Task) -> dict[str, Any]:
-    """What a connector receives: the declared input parameters, evaluated, or else a copy of the task's data."""
+    """What a connector receives: the declared input parameters, evaluated, or else a copy of the task's data
+    (with Camunda 7 fields, the data and the fields)."""
     job = mappings.job_input(task)
     if job is not None:
         return job
-    params = task.task_spec.params
-    if not params:
-        return copy.deepcopy(task.data)
-    return {name: workflow.script_engine.evaluate(task, parsing_expression(text)) for name, text in params.items()}
+    spec = task.task_spec
+    given = {name: workflow.script_engine.evaluate(task, parsing_expression(text))
+             for name, text in spec.params.items()}
+    if not spec.params or getattr(spec, "with_data", False):
+        return {**copy.deepcopy(task.data), **given}
+    return given
+
+
+# What a camunda:connector's output parameters may read besides the result's own keys (Camunda's http-connector).
+CONNECTOR_NAMES = {"response": "body", "statusCode": "status"}
 
 
 def complete_service(workflow: BpmnWorkflow, task: Task, result: Any, step: Step) -> None:
-    """Put a connector's result into the data and run on."""
-    if task.task_spec.result_variable:
-        mappings.receive(task, {task.task_spec.result_variable: result})
-    elif isinstance(result, dict):
+    """Put a connector's result into the data (its output parameters, if it declares any) and run on."""
+    spec = task.task_spec
+    outputs = getattr(spec, "connector_outputs", None)
+    if outputs:
+        context = {**task.data, **(result if isinstance(result, dict) else {})}
+        context |= {alias: result[key] for alias, key in CONNECTOR_NAMES.items()
+                    if isinstance(result, dict) and key in result and alias not in result}
+        try:
+            values = {name: workflow.script_engine.environment.evaluate(text, copy.deepcopy(context))
+                      for name, text in outputs.items()}
+        except Exception as exc:  # the diagram reads what the connector did not return
+            fail_service(workflow, task, exc, step)
+            return
+        mappings.receive(task, values)
+    if spec.result_variable:
+        mappings.receive(task, {spec.result_variable: result})
+    elif isinstance(result, dict) and not outputs:
         mappings.receive(task, result)
     if _run(workflow, task, step):
         advance(workflow, step)
+
+
+def boundary(workflow: BpmnWorkflow, task_id: UUID) -> Task:
+    """A task waiting at an asynchronous boundary, or TaskNotFound."""
+    task = _task(workflow, task_id)
+    if task is None or not elements.waiting(task):
+        raise TaskNotFound(task_id)
+    return task
+
+
+def resume(workflow: BpmnWorkflow, task: Task, step: Step) -> None:
+    """The job of an asynchronous boundary: go on from it and run until the instance waits again."""
+    task.internal_data.pop("baton_job_due", None)
+    try:
+        elements.resume(task)
+    except SpiffWorkflowException as exc:
+        fail(workflow, step, exc, len(step.outbox))
+        return
+    advance(workflow, step)
 
 
 def fail_service(workflow: BpmnWorkflow, task: Task, exc: Exception, step: Step) -> None:
@@ -513,6 +564,7 @@ class Scan:
 
     human: list[Task] = field(default_factory=list)
     service: list[Task] = field(default_factory=list)
+    boundaries: list[Task] = field(default_factory=list)  # waiting at an asynchronous boundary for a job
     active: list[Task] = field(default_factory=list)
     pending: bool = False
 
@@ -530,6 +582,8 @@ def scan(workflow: BpmnWorkflow) -> Scan:
             found.pending = True
             if task.has_state(ACTIVE):
                 found.active.append(task)
+                if task.internal_data and elements.waiting(task):
+                    found.boundaries.append(task)
             if task.state == TaskState.READY and task.task_spec.manual:
                 (found.service if isinstance(task.task_spec, ServiceTask) else found.human).append(task)
     return found
@@ -552,6 +606,10 @@ def waiting(workflow: BpmnWorkflow, found: Scan) -> list[dict[str, Any]]:
     items += [entry("timer", t, due=due.isoformat()) for t, due in timers(workflow)]
     items += [entry("job", t, due=t.internal_data.setdefault("baton_job_due", clock.now().isoformat()))
               for t in found.service]
+    for t in found.boundaries:
+        element_id, name = elements.element(t)
+        items.append({**entry("job", t, due=t.internal_data.setdefault("baton_job_due", clock.now().isoformat())),
+                      "element_id": element_id, "name": name, "job": "async"})
     items += [entry(kind, t, name=name, correlation=dict(workflow.correlations),
                     key=subscription_key(t, d) if kind == "message" else "{}")
               for kind, name, t, d in subscriptions(workflow)]

@@ -354,7 +354,8 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
         conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
     if added:
         conn.execute(_insert[JOB], [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
-                                    "element_id": w["element_id"], "kind": JOB_KINDS[w["kind"]], "attempts": 0,
+                                    "element_id": w["element_id"], "kind": w.get("job") or JOB_KINDS[w["kind"]],
+                                    "attempts": 0,
                                     "due_at": datetime.fromisoformat(w["due"])} for w in added])
     for w in kept:
         if w["due"] != old[(w["kind"], w["task_id"])]["due"]:
