@@ -17,7 +17,7 @@ from . import jobs, parsing, rows
 from .errors import DefinitionNotFound, InvalidDiagram, Problem
 from .info import DefinitionInfo, LintReport
 from .models import Definition, StartTrigger
-from .specs import dump_spec
+from .specs import dump_spec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class Deployment:
             for process_id, (spec, subprocesses) in parsed.processes.items():
                 src = parsed.files[process_id]
                 checksum = parsing.Source("", src.content + b"".join(
-                    s.content for s in parsed.used(process_id, subprocesses))).checksum
+                    s.content for s in parsed.used(process_id, subprocesses)) + "\n".join(
+                    parsed.bound.get(process_id, [])).encode()).checksum  # a newer called version: a new version
                 latest = _latest(session, process_id)
                 if latest is not None and latest.checksum == checksum:
                     deployed.append(rows.definition_info(latest))
@@ -106,7 +107,18 @@ class Deployment:
 
     def _parse(self, sources: Iterable[Source]) -> parsing.Parsed:
         items = [parsing.source(s, i) for i, s in enumerate(sources)]
-        return parsing.parse(items, max_bytes=self.settings.max_diagram_bytes, check=self.sandbox.check)
+        return parsing.parse(items, max_bytes=self.settings.max_diagram_bytes, check=self.sandbox.check,
+                             connectors=self.connectors, called=self._called)
+
+    def _called(self, process_id: str, version: int | None) -> tuple[Any, dict[str, Any], str] | None:
+        """A deployed version of a process (None: the newest), for a call activity bound to it."""
+        with self.db.read() as session:
+            try:
+                row = find_definition(session, process_id, version)
+            except DefinitionNotFound:
+                return None
+            spec, subprocesses = load_spec(row.spec)
+            return spec, subprocesses, f"{row.process_id}@{row.version}:{row.checksum}"
 
 
 def _latest(session: Session, process_id: str) -> Definition | None:

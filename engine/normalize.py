@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from . import expressions
-
 log = logging.getLogger(__name__)
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -148,42 +146,12 @@ def rewrite(root: etree._Element) -> Rewritten:
         return done
     steps: list[Callable[[etree._Element, Rewritten], list[Note]]] = [
         activiti, drawing, plain_data, empty_conditions, unconditioned_flows, links, implicit_starts, implicit_ends,
-        implicit_splits, io_mappings]
+        implicit_splits]
     for process in root.iterfind("bpmn:process", NS):
         process.set("isExecutable", "true")  # `executable` decides what deploys; a called process must parse too
     for step in steps:
         done.notes += step(root, done)
     return done
-
-
-def io_mappings(root: etree._Element, known: Rewritten) -> list[Note]:
-    """Camunda 7 input and output parameters as the task's pre- and post-script (a service task's inputs stay its
-    connector's input). A parameter's text is a JUEL template: plain text is a string, `${...}` an expression."""
-    notes = []
-    for io in root.iter(f"{{{CAMUNDA}}}inputOutput"):
-        extensions, task = io.getparent(), io.getparent().getparent()
-        inputs = [] if local(task) == "serviceTask" else io.findall(f"{{{CAMUNDA}}}inputParameter")
-        for kind, params in (("preScript", inputs), ("postScript", io.findall(f"{{{CAMUNDA}}}outputParameter"))):
-            lines = [line for p in params if (line := _assignment(p))]
-            if lines:
-                script = extensions.find(f"{{{SPIFF}}}{kind}")
-                if script is None:
-                    script = etree.SubElement(extensions, f"{{{SPIFF}}}{kind}")
-                script.text = "\n".join(filter(None, [*lines, script.text]))
-                notes.append(note(task, f"its {'input' if kind == 'preScript' else 'output'} parameters are set "
-                                        f"{'before it runs' if kind == 'preScript' else 'when it completes'}"))
-    return notes
-
-
-def _assignment(param: etree._Element) -> str | None:
-    """`name = <Python>` for a parameter given as text; a map, list or script parameter is left out."""
-    name = param.get("name") or ""
-    if not name.isidentifier() or len(param) or not (param.text or "").strip():
-        return None
-    try:
-        return f"{name} = {expressions.juel(param.text.strip())}"
-    except expressions.Untranslatable:
-        return None
 
 
 def activiti(root: etree._Element, known: Rewritten) -> list[Note]:

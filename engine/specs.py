@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from datetime import date, datetime, time
@@ -16,8 +17,13 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import WorkflowConverter as 
 from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-from SpiffWorkflow.spiff.serializer.task_spec import BusinessRuleTaskConverter, SpiffBpmnTaskConverter
+from SpiffWorkflow.spiff.serializer.task_spec import (
+    BusinessRuleTaskConverter,
+    SpiffBpmnTaskConverter,
+    SubWorkflowTaskConverter,
+)
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask
+from SpiffWorkflow.spiff.specs.defaults import CallActivity as SpiffCallActivity
 from SpiffWorkflow.spiff.specs.spiff_task import SpiffBpmnTask
 
 from . import mappings
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Task data holds Decimal amounts and dates; these survive a save/load round trip under stable names.
 STATE_FORMAT = 1
+CALL = "camunda_call"  # a call activity's extensions: {"in": [...], "out": [...]} (Camunda 7 camunda:in/out)
 
 
 class ServiceTask(SpiffBpmnTask):
@@ -33,20 +40,62 @@ class ServiceTask(SpiffBpmnTask):
 
     def __init__(self, wf_spec: Any, bpmn_id: str, connector: str | None = None,
                  params: dict[str, str] | None = None, result_variable: str | None = None,
-                 retry_cycle: str | None = None, **kwargs: Any) -> None:
+                 retry_cycle: str | None = None, connector_outputs: dict[str, str] | None = None,
+                 with_data: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(wf_spec, bpmn_id, **kwargs)
         self.connector = connector
-        self.params = params or {}
+        self.params = params or {}  # the connector's input: name -> Python expression
         self.result_variable = result_variable
         self.retry_cycle = retry_cycle  # camunda:failedJobRetryTimeCycle: the waits before each retry
+        self.connector_outputs = connector_outputs or {}  # a camunda:connector's outputs: name -> Python
+        self.with_data = with_data  # the input is the task's data and `params` (Camunda 7 fields)
         self.manual = True  # do_engine_steps leaves it READY; the job executor completes it
+
+
+class CallActivity(SpiffCallActivity):
+    """A call activity that passes what Camunda 7's `camunda:in` / `camunda:out` name (without any: all the data)."""
+
+    def copy_data(self, my_task: Any, subworkflow: Any) -> None:
+        mapping = (getattr(self, "extensions", None) or {}).get(CALL)
+        if not mapping:
+            return super().copy_data(my_task, subworkflow)
+        start = subworkflow.get_next_task(subworkflow.task_tree, skip_subprocesses=True, spec_name="Start")
+        reserved = getattr(my_task.workflow.script_engine.environment, "reserved", ())
+        given = {k: copy.deepcopy(v) for k, v in my_task.data.items() if k in reserved}
+        start.set_data(**_mapped(my_task, mapping["in"], my_task.data, given))
+
+    def update_data(self, my_task: Any, subworkflow: Any) -> None:
+        mapping = (getattr(self, "extensions", None) or {}).get(CALL)
+        if not mapping:
+            return super().update_data(my_task, subworkflow)
+        my_task.data = _mapped(my_task, mapping["out"], subworkflow.last_task.data, copy.deepcopy(my_task.data))
+
+
+def _mapped(task: Any, rules: list[dict[str, Any]], source: dict[str, Any], target: dict[str, Any]
+            ) -> dict[str, Any]:
+    """`target` with the variables the rules take from `source`: all of them, one by name, or an expression."""
+    for rule in rules:
+        if rule.get("all"):
+            target.update(copy.deepcopy(source))
+        elif "source" in rule:
+            target[rule["target"]] = copy.deepcopy(source.get(rule["source"]))
+        else:
+            try:
+                target[rule["target"]] = task.workflow.script_engine.environment.evaluate(
+                    rule["expression"], copy.deepcopy(source))
+            except Exception as exc:
+                raise WorkflowTaskException(f"Error evaluating expression '{rule['expression']}'", task=task,
+                                            exception=exc) from exc
+    return target
 
 
 class ServiceTaskConverter(SpiffBpmnTaskConverter):
     def to_dict(self, spec: ServiceTask) -> dict[str, Any]:
         dct = super().to_dict(spec)
         dct.update(connector=spec.connector, params=spec.params, result_variable=spec.result_variable,
-                   retry_cycle=spec.retry_cycle)
+                   retry_cycle=spec.retry_cycle, connector_outputs=spec.connector_outputs,
+                   with_data=spec.with_data)
         return dct
 
 
@@ -99,6 +148,7 @@ def _registry() -> Any:
     config = dict(SPIFF_CONFIG)
     config[ServiceTask] = ServiceTaskConverter
     config[DecisionTask] = DecisionTaskConverter
+    config[CallActivity] = SubWorkflowTaskConverter  # after SpiffWorkflow's: states naming CallActivity load as it
     config[BpmnWorkflow] = WorkflowConverter
     registry = BpmnWorkflowSerializer.configure(config)
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]), "Decimal")

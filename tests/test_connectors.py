@@ -162,10 +162,12 @@ def test_a_response_over_the_limit_is_refused(server, monkeypatch):
 
 
 INPUTS = ('<camunda:inputOutput>'
-          '<camunda:inputParameter name="url">${base_url + "/orders"}</camunda:inputParameter>'
-          '<camunda:inputParameter name="method">${"POST"}</camunda:inputParameter>'
-          '<camunda:inputParameter name="headers">{"X-Request-Id": request_id}</camunda:inputParameter>'
-          '<camunda:inputParameter name="payload">{"item": item, "amount": amount}</camunda:inputParameter>'
+          '<camunda:inputParameter name="url">${base_url}/orders</camunda:inputParameter>'
+          '<camunda:inputParameter name="method">POST</camunda:inputParameter>'
+          '<camunda:inputParameter name="headers"><camunda:map><camunda:entry key="X-Request-Id">${request_id}'
+          '</camunda:entry></camunda:map></camunda:inputParameter>'
+          '<camunda:inputParameter name="payload"><camunda:script scriptFormat="python">{"item": item, '
+          '"amount": amount}</camunda:script></camunda:inputParameter>'
           '</camunda:inputOutput>')
 
 
@@ -201,7 +203,7 @@ def test_a_failing_http_call_becomes_an_incident_naming_the_status(database_url,
     engine = Engine(database_url, connectors=connectors.BUILTIN)
     engine.deploy(process('<bpmn:startEvent id="start"/>',
                           '<bpmn:serviceTask id="call" camunda:topic="http"><bpmn:extensionElements>'
-                          '<camunda:inputOutput><camunda:inputParameter name="url">f"{base_url}/fail"'
+                          '<camunda:inputOutput><camunda:inputParameter name="url">${base_url}/fail'
                           '</camunda:inputParameter></camunda:inputOutput>'
                           '<camunda:failedJobRetryTimeCycle>R0/PT1M</camunda:failedJobRetryTimeCycle>'
                           '</bpmn:extensionElements></bpmn:serviceTask>', '<bpmn:endEvent id="end"/>',

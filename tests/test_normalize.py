@@ -220,7 +220,8 @@ def test_the_import_notes_what_it_rewrote():
     ([user("work"), '<bpmn:boundaryEvent id="late" name="Late" attachedToRef="work"/>'], "start>work work>end late>end",
      "the boundary event 'Late' has no trigger: say what it waits for (a timer, a message, an error...)"),
     (['<bpmn:callActivity id="call" calledElement="elsewhere"/>'], "start>call call>end",
-     "the called process 'elsewhere' is not among the uploaded files: upload its file together with this diagram"),
+     "the called process 'elsewhere' is neither among the uploaded files nor deployed: upload its file "
+     "together with this diagram, or deploy it first"),
     (['<bpmn:businessRuleTask id="rules" name="Price"/>'], "start>rules rules>end",
      "the business rule task 'Price' names no decision: set the decision it evaluates (camunda:decisionRef)"),
     (['<bpmn:intermediateThrowEvent id="go" name="Go"><bpmn:linkEventDefinition name="nowhere"/>'
