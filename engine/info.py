@@ -62,6 +62,7 @@ class TaskInfo:
     form: tuple[FormField, ...]
     created: datetime
     due: datetime | None
+    properties: dict[str, str] = field(default_factory=dict)  # the element's extension properties
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-SCHEMA_REVISION = "0005"  # the newest Alembic revision under migrations/versions
+SCHEMA_REVISION = "0006"  # the newest Alembic revision under migrations/versions
 
 
 def now() -> datetime:
@@ -118,6 +118,7 @@ class HumanTask(Base):
     candidate_users: Mapped[str] = mapped_column(Text, default="")
     candidate_groups: Mapped[str] = mapped_column(Text, default="")
     form: Mapped[str] = mapped_column(Text, default="[]")
+    properties: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # camunda:properties, JSON
     created_at: Mapped[datetime]
     due_at: Mapped[datetime | None]
     sort_due: Mapped[datetime]  # due_at, or far in the future: the inbox's sort key

@@ -29,7 +29,8 @@ def task_info(row: Any) -> TaskInfo:
     form = tuple(field(f) for f in json.loads(row.form))
     return TaskInfo(row.id, row.name or row.element_id, row.element_id, row.instance_id, row.process_id, row.lane,
                     row.assignee, tuple(filter(None, row.candidate_users.split(","))),
-                    tuple(filter(None, row.candidate_groups.split(","))), form, row.created_at, row.due_at)
+                    tuple(filter(None, row.candidate_groups.split(","))), form, row.created_at, row.due_at,
+                    json.loads(row.properties or "{}"))
 
 
 def when(text: str | None) -> datetime | None:

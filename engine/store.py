@@ -408,6 +408,7 @@ def _task_row(task: Any, instance_id: UUID, process_id: str, about: dict[str, An
             "candidate_users": ",".join(info.get("candidate_users", [])),
             "candidate_groups": ",".join(info.get("candidate_groups", [])),
             "form": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("form", [])),
+            "properties": json.dumps(getattr(spec, "extensions", {}).get("baton", {}).get("properties", {})),
             "created_at": datetime.fromtimestamp(task.last_state_change, UTC), "due_at": due,
             "sort_due": due or NO_DUE, "text": _search_text(spec.bpmn_name or spec.bpmn_id, about)}
 

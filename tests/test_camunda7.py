@@ -544,3 +544,17 @@ def test_a_called_element_chosen_by_an_expression_is_a_lint_error(engine):
     assert any("chooses the process it calls with the expression ${processKey}" in p.message
                for p in engine.lint(xml).errors)
 
+
+# Extension properties
+
+
+def test_extension_properties_are_readable_with_the_task(engine, database_url):
+    engine.deploy(process(START, user("check", inner=ext(
+        '<camunda:properties><camunda:property name="priority" value="high"/>'
+        '<camunda:property name="screen" value="approval-v2"/></camunda:properties>')), END,
+        flows="start>check check>end"))
+    instance = engine.start("p")
+    [task] = Engine(database_url).tasks(instance_id=instance.id)
+    assert task.properties == {"priority": "high", "screen": "approval-v2"}
+    assert engine.task(task.id).properties == task.properties
+    assert engine.inbox("ann").items[0].task.properties == task.properties
