@@ -1,4 +1,4 @@
-"""Camunda 7 extensions read from a diagram: what runs around each element, service-task calls, call mappings.
+"""Camunda 7 extensions read from a diagram: asynchronous boundaries, parameters and listeners of each element.
 
 Every reader takes `found`, a list that collects what cannot run as (element, message, severity): lint reports
 it, and the parser, which only runs what lint let through, passes a list it throws away.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import ast
 import keyword
 import logging
-import re
 import textwrap
 from typing import Any
 
 from lxml import etree
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 
 from . import expressions
+from .elements import KEY
 from .normalize import BPMN, CAMUNDA, PREFIX, PYTHON, Graph, Note, Rewritten, containers, label, local, note
+from .specs import ServiceTask
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,6 @@ TASK_EVENTS = {"create": "start", "complete": "end"}  # task listeners Baton run
 IGNORED_TASK_EVENTS = ("assignment", "update", "delete", "timeout")
 # Start events and boundary events start when they are triggered: a boundary before them is one after them.
 TRIGGERED = {"startEvent", "boundaryEvent"}
-BEAN = re.compile(r"^\s*[$#]\{\s*([A-Za-z_][\w.]*)\s*(\((.*)\))?\s*\}\s*$", re.DOTALL)
 
 
 def camunda(name: str) -> str:
@@ -82,7 +83,7 @@ def value(node: etree._Element, what: str, found: Found) -> str:
     children = [c for c in node if isinstance(c.tag, str)]
     if not children:
         text = (node.text or "").strip()
-        return _juel(text, what, node, found) if text else "None"
+        return juel(text, what, node, found) if text else "None"
     child = children[0]
     kind = etree.QName(child).localname
     if child.tag == camunda("map"):
@@ -103,10 +104,10 @@ def value(node: etree._Element, what: str, found: Found) -> str:
 def script_value(node: etree._Element, what: str, found: Found) -> str:
     """A `camunda:script` parameter: one Python expression, whose value the parameter takes."""
     source = textwrap.dedent(node.text or "").strip()
-    if not _runnable(node, f"{what} is a script", found):
+    if not runnable(node, f"{what} is a script", found):
         return "None"
     if (node.get("scriptFormat") or "").strip().lower() == "juel":
-        return _juel(source, what, node, found) if source else "None"
+        return juel(source, what, node, found) if source else "None"
     try:
         ast.parse(source, mode="eval")
     except SyntaxError:
@@ -116,7 +117,7 @@ def script_value(node: etree._Element, what: str, found: Found) -> str:
     return f"({source})"
 
 
-def _juel(source: str, what: str, node: etree._Element, found: Found) -> str:
+def juel(source: str, what: str, node: etree._Element, found: Found) -> str:
     """A JUEL template as Python: plain text is a string, `${...}` an expression, both together a string."""
     try:
         return expressions.juel(source)
@@ -126,7 +127,7 @@ def _juel(source: str, what: str, node: etree._Element, found: Found) -> str:
         return "None"
 
 
-def _runnable(node: etree._Element, what: str, found: Found) -> bool:
+def runnable(node: etree._Element, what: str, found: Found) -> bool:
     """Whether a `camunda:script` is in the diagram and in Python (or JUEL); what else it is goes to `found`."""
     language = (node.get("scriptFormat") or "").strip()
     if node.get("resource"):
@@ -160,11 +161,11 @@ def listener(node: etree._Element, what: str, found: Found) -> str | None:
     """A listener's Python script; a script in another language is an error, Java code a warning (ignored)."""
     script = node.find(camunda("script"))
     if script is not None:
-        if not _runnable(script, f"{what} is a script", found):
+        if not runnable(script, f"{what} is a script", found):
             return None
         source = textwrap.dedent(script.text or "").strip()
         if (script.get("scriptFormat") or "").strip().lower() == "juel":
-            code = _juel(source, what, script, found)
+            code = juel(source, what, script, found)
             return None if code == "None" else f"_ = {code}\ndel _"
         return source or None
     for attribute in ("class", "delegateExpression", "expression"):
@@ -215,7 +216,7 @@ def scripts(node: etree._Element, found: Found) -> dict[str, list[str]]:
     inputs: list[etree._Element] = []
     outputs: list[etree._Element] = []
     for io in extensions(node, "inputOutput"):
-        if not service(node) or _connector_io(node) is not None:  # else the inputs are the connector's input
+        if not service(node) or connector_io(node) is not None:  # else the inputs are the connector's input
             inputs += io.findall(camunda("inputParameter"))
         outputs += io.findall(camunda("outputParameter"))
     setting = assignments(inputs, "input", node, found)
@@ -229,147 +230,25 @@ def settings(node: etree._Element, found: Found) -> dict[str, Any]:
     return {**boundaries(node), **scripts(node, found), "element": node.get("id"), "name": node.get("name")}
 
 
-# Service tasks
-
-
 def service(node: etree._Element) -> bool:
     """Whether an element calls something as a service task does (a send task may, in Camunda 7)."""
     if local(node) == "serviceTask":
         return True
-    return local(node) == "sendTask" and any(node.get(camunda(a)) for a in ("class", "delegateExpression",
-                                                                              "expression", "topic")) \
-        or (local(node) == "sendTask" and bool(extensions(node, "connector")))
+    return local(node) == "sendTask" and (any(node.get(camunda(a)) for a in (
+        "class", "delegateExpression", "expression", "topic")) or bool(extensions(node, "connector")))
 
 
-def connector_name(node: etree._Element, found: Found) -> str | None:
-    """The connector a Camunda 7 service task calls: its topic, connector id, class, or the bean its expression
-    names (`${erp.order(x)}` calls 'erp.order')."""
-    if node.get(camunda("topic")):
-        return node.get(camunda("topic")).strip()
-    for item in extensions(node, "connector"):
-        return (item.findtext(camunda("connectorId")) or "").strip() or None
-    if node.get(camunda("class")):
-        return node.get(camunda("class")).strip()
-    for attribute in ("delegateExpression", "expression"):
-        text = node.get(camunda(attribute))
-        if not text:
-            continue
-        bean = BEAN.match(text)
-        if bean is None:
-            found.append((node, f"'{label(node)}' calls {text}, which names no connector: write "
-                                "${connector} or ${connector.method(...)}", "error"))
-            return None
-        if bean.group(3) and bean.group(3).strip():
-            found.append((node, f"'{label(node)}' calls the connector '{bean.group(1)}' with its input parameters (or "
-                                f"the task's data): the arguments in {text.strip()} are not passed", "warning"))
-        return bean.group(1)
-    return None
-
-
-def service_inputs(node: etree._Element, found: Found) -> dict[str, str]:
-    """A service task's connector input as Python expressions: its fields (`camunda:field`), then its input
-    parameters (the connector's own, under `camunda:connector`, or else the task's)."""
-    params: dict[str, str] = {}
-    for item in extensions(node, "field"):
-        name = item.get("name") or ""
-        what = f"the field '{name}' of '{label(node)}'"
-        if item.get("stringValue") is not None:
-            params[name] = repr(item.get("stringValue"))
-        elif item.get("expression") is not None:
-            params[name] = _juel(item.get("expression"), what, item, found)
-        elif (string := item.find(camunda("string"))) is not None:
-            params[name] = repr(string.text or "")
-        elif (expression := item.find(camunda("expression"))) is not None:
-            params[name] = _juel((expression.text or "").strip(), what, expression, found)
-        else:
-            params[name] = "None"
-    for io in _inputs(node):
-        for param in io.findall(camunda("inputParameter")):
-            name = param.get("name") or ""
-            params[name] = value(param, f"the input parameter '{name}' of '{label(node)}'", found)
-    return params
-
-
-def connector_outputs(node: etree._Element, found: Found) -> dict[str, str]:
-    """A `camunda:connector`'s output parameters: read from what the connector returned, set on the task's data."""
-    outputs: dict[str, str] = {}
-    io = _connector_io(node)
-    if io is not None:
-        for param in io.findall(camunda("outputParameter")):
-            name = param.get("name") or ""
-            outputs[name] = value(param, f"the connector output parameter '{name}' of '{label(node)}'", found)
-    return outputs
-
-
-def fields_only(node: etree._Element) -> bool:
-    """Whether the connector gets the task's data besides its fields (it declares no input parameters)."""
-    return not any(io.find(camunda("inputParameter")) is not None for io in _inputs(node))
-
-
-def _connector_io(node: etree._Element) -> etree._Element | None:
+def connector_io(node: etree._Element) -> etree._Element | None:
     """A `camunda:connector`'s own input and output parameters."""
     for item in extensions(node, "connector"):
         return item.find(camunda("inputOutput"))
     return None
 
 
-def _inputs(node: etree._Element) -> list[etree._Element]:
+def connector_inputs(node: etree._Element) -> list[etree._Element]:
     """Where a service task's connector input is declared: under its connector, or else on the task."""
-    io = _connector_io(node)
+    io = connector_io(node)
     return [io] if io is not None else extensions(node, "inputOutput")
-
-
-# Call activities
-
-
-def call_mappings(node: etree._Element, found: Found) -> dict[str, Any] | None:
-    """`camunda:in` and `camunda:out` of a call activity: which variables go into the called process and come back.
-
-    None when it declares none: the called process then sees all the data and all of its data comes back.
-    """
-    mapped: dict[str, list[dict[str, Any]]] = {"in": [], "out": []}
-    seen = False
-    for direction in ("in", "out"):
-        for item in extensions(node, direction):
-            seen = True
-            if item.get("businessKey") is not None:
-                if direction == "in" and "processBusinessKey" not in item.get("businessKey", ""):
-                    found.append((item, f"'{label(node)}' runs the called process inside this instance, which keeps "
-                                        "its business key: the business key it passes is ignored", "warning"))
-                continue
-            target = item.get("target")
-            if (item.get("variables") or "").strip() == "all":
-                mapped[direction].append({"all": True})
-            elif item.get("source") is not None and target:
-                mapped[direction].append({"source": item.get("source"), "target": target})
-            elif item.get("sourceExpression") is not None and target:
-                what = f"the variable '{target}' passed {'to' if direction == 'in' else 'from'} '{label(node)}'"
-                mapped[direction].append({"expression": _juel(item.get("sourceExpression"), what, item, found),
-                                          "target": target})
-            else:
-                found.append((item, f"a camunda:{direction} of '{label(node)}' says neither which variable nor "
-                                    "variables=\"all\": it is ignored", "warning"))
-    return mapped if seen else None
-
-
-def binding(node: etree._Element, found: Found) -> tuple[str, int | None]:
-    """How a call activity picks the called process's version: ('latest' | 'deployment' | 'version', number)."""
-    kind = (node.get(camunda("calledElementBinding")) or "latest").strip()
-    if kind == "version":
-        text = (node.get(camunda("calledElementVersion")) or "").strip()
-        if text.isdigit():
-            return "version", int(text)
-        found.append((node, f"'{label(node)}' calls version '{text}' of '{node.get('calledElement')}': the version "
-                            "must be a number", "error"))
-        return "latest", None
-    if kind == "versionTag":
-        found.append((node, f"'{label(node)}' calls '{node.get('calledElement')}' by version tag, which Baton does "
-                            "not keep: bind by version or to the latest", "error"))
-        return "latest", None
-    if kind not in ("latest", "deployment"):
-        found.append((node, f"'{label(node)}' binds its called process by '{kind}': Baton knows latest, "
-                            "deployment and version", "error"))
-    return kind, None
 
 
 # Sequence flows: take listeners become a task on the flow
@@ -406,33 +285,46 @@ def _retarget(graph: Graph, flow: etree._Element, step: etree._Element, target: 
 # Lint
 
 
-def checks(root: etree._Element, scope: set[str], inserted: set[str]) -> Found:
-    """What of Camunda 7's extensions cannot run as drawn, for the processes in `scope`."""
+def check(node: etree._Element) -> Found:
+    """What of an element's async boundaries, parameters and listeners cannot run (a process: its own listeners;
+    a sequence flow: its take listeners)."""
     found: Found = []
-    for process in root.iterfind(f"{{{BPMN}}}process"):
-        if process.get("id") not in scope:
-            continue
-        listeners(process, found)
-        for node in process.iter():
-            if not isinstance(node.tag, str) or node.get("id") in inserted or local(node) in ("", "process"):
-                continue
-            kind = local(node)
-            if kind == "sequenceFlow":
-                for item in extensions(node, "executionListener"):
-                    listener(item, f"the take listener of the flow '{label(node)}'", found)
-                continue
-            called = node.get("calledElement") or "" if kind == "callActivity" else ""
-            if "${" in called or "#{" in called:
-                found.append((node, f"'{label(node)}' chooses the process it calls with the expression {called}: "
-                                    "Baton calls a process named in the diagram", "error"))
-            if node.find(EXT) is None and not any(k.startswith(f"{{{CAMUNDA}}}") for k in node.attrib):
-                continue
-            scripts(node, found)
-            if service(node):
-                connector_name(node, found)
-                service_inputs(node, found)
-                connector_outputs(node, found)
-            if kind == "callActivity":
-                call_mappings(node, found)
-                binding(node, found)
+    kind = local(node)
+    if kind == "process":
+        listeners(node, found)
+    elif kind == "sequenceFlow":
+        for item in extensions(node, "executionListener"):
+            listener(item, f"the take listener of the flow '{label(node)}'", found)
+    elif kind and node.find(EXT) is not None:
+        scripts(node, found)
     return found
+
+
+# On the task specs
+
+
+def attach(wf_spec: Any, task_spec: Any, node: etree._Element, element_id: str | None) -> None:
+    """What Camunda 7 runs around an element, on the spec that runs it; a loop's own boundaries on the loop.
+
+    Boundaries of an activity with boundary events go on the split and join around it, so that its boundary events
+    start only after the boundary before it, and are gone before the one after it.
+    """
+    found = loop_boundaries(node) if isinstance(task_spec, LoopTask) else settings(node, [])
+    found["element"], found["name"] = element_id, node.get("name")
+    if isinstance(task_spec, ServiceTask):
+        found["before"] = False  # a service task already waits for its job
+    split = wf_spec.task_specs.get(f"{task_spec.name}.BoundaryEventSplit")
+    if split is not None:
+        edges = {"element": element_id, "name": found["name"], "retry": found["retry"]}
+        _put(split, {**edges, "before": found.pop("before")})
+        _put(wf_spec.task_specs.get(f"{task_spec.name}.BoundaryEventJoin"), {**edges, "after": found.pop("after")})
+    _put(task_spec, found)
+
+
+def _put(task_spec: Any, found: dict[str, Any]) -> None:
+    """Keep an element's settings on its spec when there is anything to do."""
+    if task_spec is None or not any(found.get(k) for k in ("before", "after", "start", "end")):
+        return
+    kept = {k: v for k, v in found.items() if v}
+    task_spec.extensions = {**(getattr(task_spec, "extensions", None) or {}), KEY: kept}
+

@@ -21,9 +21,8 @@ from SpiffWorkflow.spiff.parser.process import SpiffProcessParser
 from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser as SpiffBusinessRuleTaskParser
 from SpiffWorkflow.spiff.parser.task_spec import CallActivityParser, SpiffTaskParser
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask, SendTask
-from SpiffWorkflow.spiff.specs.defaults import CallActivity as SpiffCallActivity
 
-from . import camunda, elements, expressions, forms, normalize, zeebe
+from . import calls, camunda, expressions, forms, normalize, services, zeebe
 from .errors import InvalidDiagram, Problem
 from .specs import CALL, CallActivity, DecisionTask, ServiceTask
 
@@ -97,11 +96,6 @@ class Parsed:
         names = {self.files[p].name for p in called if p in self.files}
         return [s for s in self.files.values() if s is not src and s.name in names] + \
             [s for p in (process_id, *called) for s in self.schemas.get(p, [])]
-
-
-# A deployed process a call activity binds to: (process id, version or None for the newest) -> (its spec, its
-# subprocess specs, "id@version:checksum"), or None when there is none.
-Called = Callable[[str, int | None], tuple[Any, dict[str, Any], str] | None]
 
 
 def source(item: Source | Path | str | bytes, index: int = 0) -> Source:
@@ -370,39 +364,14 @@ class ServiceTaskParser(SpiffTaskParser):
     """Service tasks from Spiff (`serviceTaskOperator`), Camunda 7 (topic, connector, class, expression) and 8."""
 
     def create_task(self) -> ServiceTask:
-        return service_task(self)
+        return services.service_task(self)
 
 
 class SendTaskParser(SpiffSendTaskParser):
     """A send task that calls something as a service task does (Camunda 7) is one; else it throws its message."""
 
     def create_task(self) -> Any:
-        return service_task(self) if camunda.service(self.node) else super().create_task()
-
-
-def service_task(parser: Any) -> ServiceTask:
-    """The service task a parser's node describes: its connector, its input (Python expressions) and outputs."""
-    extensions, node, found = parser.parse_extensions(), parser.node, []
-    operator = extensions.get("serviceTaskOperator")
-    outputs: dict[str, str] = {}
-    with_data = False
-    if operator:
-        connector, params, result = operator["name"], operator["parameters"], operator["resultVariable"]
-        params = {k: v["value"] for k, v in params.items()}
-    else:
-        connector = camunda.connector_name(node, found)
-        job_type = node.find("bpmn:extensionElements/zeebe:taskDefinition", NS)
-        if connector is None and job_type is not None:  # Camunda 8: the job type names the worker
-            connector = job_type.get("type")
-        params = camunda.service_inputs(node, found)  # Camunda 8's inputs are local variables: mappings.py
-        outputs = camunda.connector_outputs(node, found)
-        with_data = bool(camunda.extensions(node, "field")) and camunda.fields_only(node)
-        result = node.get(f"{{{CAMUNDA}}}resultVariable")
-    cycle = node.findtext("bpmn:extensionElements/camunda:failedJobRetryTimeCycle", None, NS)
-    return ServiceTask(parser.spec, parser.bpmn_id, connector=connector, params=params, result_variable=result,
-                       retry_cycle=cycle.strip() if cycle and cycle.strip() else None, connector_outputs=outputs,
-                       with_data=with_data, prescript=extensions.get("preScript"),
-                       postscript=extensions.get("postScript"), **parser.bpmn_attributes)
+        return services.service_task(self) if camunda.service(self.node) else super().create_task()
 
 
 class BusinessRuleTaskParser(SpiffBusinessRuleTaskParser):
@@ -452,7 +421,7 @@ class Parser(SpiffBpmnParser):
         full_tag("businessRuleTask"): (BusinessRuleTaskParser, BusinessRuleTask),
     }
 
-    def __init__(self, json_forms: JsonForms, called: Called | None = None) -> None:
+    def __init__(self, json_forms: JsonForms, called: calls.Called | None = None) -> None:
         super().__init__()
         self.called = called  # deployed processes that call activities bind to, by (process id, version or None)
         self.bound: dict[str, list[str]] = {}  # process id -> the deployed versions it calls, "id@version:checksum"
@@ -493,102 +462,23 @@ class Parser(SpiffBpmnParser):
                     if item is not None and (item.bpmn_id or "").startswith(zeebe.ITEM):
                         item.bpmn_id = item.bpmn_name  # a Camunda 8 loop's element is a variable of that name
                 if node is not None:
-                    self.around(wf_spec, task_spec, node)
+                    element_id = node.get("id")
+                    camunda.attach(wf_spec, task_spec, node,
+                                   None if element_id in self.inserted else self.renamed.get(element_id, element_id))
                 if node is not None and isinstance(task_spec, CallActivity):
-                    task_spec.extensions = {**(task_spec.extensions or {}), CALL: camunda.call_mappings(node, [])}
+                    task_spec.extensions = {**(task_spec.extensions or {}), CALL: calls.call_mappings(node, [])}
                 # History, inbox and diagram markers know elements by the id drawn; inserted ones by none.
                 if bpmn_id in self.inserted:
                     task_spec.bpmn_id = None
                 elif bpmn_id in self.renamed:
                     task_spec.bpmn_id = self.renamed[bpmn_id]
-        self.bind(process_id, spec, subprocesses)
+        self.bound[process_id] = calls.bind(self, process_id, spec, subprocesses)
         return spec, subprocesses
-
-    def bind(self, process_id: str, spec: Any, subprocesses: dict[str, Any]) -> None:
-        """Each called process in the version its call activity binds to (`camunda:calledElementBinding`).
-
-        `deployment`: the one uploaded with the caller. `latest` (the default): that one, or else the newest
-        deployed now. `version` (`camunda:calledElementVersion`): that deployed version. The binding is made now,
-        at deployment; one diagram calls one version of each process.
-        """
-        back = {new: old for new, old in self.renamed.items()}
-        chosen: dict[str, tuple[str, int | None]] = {}
-        self.bound[process_id] = []
-        for wf_spec in [spec, *(s for s in list(subprocesses.values()) if s is not None)]:
-            for task_spec in list(wf_spec.task_specs.values()):
-                if not isinstance(task_spec, SpiffCallActivity) or not task_spec.bpmn_id:
-                    continue
-                node = self.nodes.get(back.get(task_spec.bpmn_id, task_spec.bpmn_id))
-                if node is None or node.tag != f"{{{BPMN}}}callActivity":
-                    continue
-                called, (kind, version) = task_spec.spec, camunda.binding(node, [])
-                if chosen.setdefault(called, (kind, version)) != (kind, version):
-                    raise Refused(f"'{normalize.label(node)}' calls '{called}' bound otherwise than "
-                                              "another call of it in this diagram: one diagram calls one version "
-                                              "of each process", node=node, file_name=self.origin.get(node.get("id")))
-                if subprocesses.get(called) is not None and kind != "version":
-                    continue
-                found = self.called(called, version) if self.called is not None and kind != "deployment" else None
-                if found is None:
-                    raise Refused(_unbound(called, kind, version), node=node,
-                                              file_name=self.origin.get(node.get("id")))
-                subprocesses[called], deployed, label = found
-                for name, sub in deployed.items():
-                    subprocesses.setdefault(name, sub)
-                self.bound[process_id].append(label)
-
-
-    def around(self, wf_spec: Any, task_spec: Any, node: etree._Element) -> None:
-        """What Camunda 7 runs around an element, on the spec that runs it; a loop's own boundaries on the loop.
-
-        Boundaries of an activity with boundary events go on the split and join around it, so that its boundary
-        events start only after the boundary before it, and are gone before the one after it.
-        """
-        if isinstance(task_spec, LoopTask):
-            found = camunda.loop_boundaries(node)
-        else:
-            found = camunda.settings(node, [])
-        element_id = node.get("id")
-        found["element"] = None if element_id in self.inserted else self.renamed.get(element_id, element_id)
-        found["name"] = node.get("name")
-        if isinstance(task_spec, ServiceTask):
-            found["before"] = False  # a service task already waits for its job
-        split = wf_spec.task_specs.get(f"{task_spec.name}.BoundaryEventSplit")
-        if split is not None:
-            edges = {"element": found["element"], "name": found["name"], "retry": found["retry"]}
-            _put(split, {**edges, "before": found.pop("before")})
-            _put(wf_spec.task_specs.get(f"{task_spec.name}.BoundaryEventJoin"), {**edges, "after": found.pop("after")})
-        _put(task_spec, found)
-
-
-class Refused(ValidationException):
-    """A problem found while building specs, already in the analyst's words."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _unbound(called: str, kind: str, version: int | None) -> str:
-    if kind == "version":
-        return f"version {version} of the called process '{called}' is not deployed"
-    if kind == "deployment":
-        return (f"the called process '{called}' is not among the uploaded files: it is bound to this deployment "
-                "(calledElementBinding=\"deployment\"), so upload its file together with this diagram")
-    return (f"the called process '{called}' is neither among the uploaded files nor deployed: upload its file "
-            "together with this diagram, or deploy it first")
-
-
-def _put(task_spec: Any, found: dict[str, Any]) -> None:
-    """Keep an element's Camunda 7 settings on its spec when there is anything to do."""
-    if task_spec is None or not any(found.get(k) for k in ("before", "after", "start", "end")):
-        return
-    task_spec.extensions = {**(getattr(task_spec, "extensions", None) or {}),
-                            elements.KEY: {k: v for k, v in found.items() if v}}
 
 
 def parse(sources: Iterable[Source], *, max_bytes: int,
           check: Callable[[str, str], list[tuple[int, str]]] | None = None,
-          connectors: Container[str] | None = None, called: Called | None = None) -> Parsed:
+          connectors: Container[str] | None = None, called: calls.Called | None = None) -> Parsed:
     """Parse every file together, so call activities and business-rule tasks resolve, and collect all problems.
 
     Each diagram is rewritten (a parsed copy; `Source.content` stays as uploaded) into a form SpiffWorkflow runs,
@@ -649,28 +539,8 @@ def parse(sources: Iterable[Source], *, max_bytes: int,
     parsed.schemas = json_forms.used
     parsed.bound = parser.bound
     if connectors is not None:
-        parsed.problems += missing_connectors(parser, parsed.processes.values(), connectors)
+        parsed.problems += services.missing(parser, parsed.processes.values(), connectors)
     return parsed
-
-
-def missing_connectors(parser: Parser, processes: Iterable[tuple[Any, dict[str, Any]]], connectors: Container[str]
-                       ) -> list[Problem]:
-    """Warnings for service tasks that name no connector, or one this engine does not have (its job would fail)."""
-    found: dict[str, Problem] = {}
-    for spec, subprocesses in processes:
-        for task_spec in (t for s in [spec, *subprocesses.values()] if s for t in s.task_specs.values()):
-            element_id = getattr(task_spec, "bpmn_id", None)
-            node = parser.nodes.get(parser.renamed.get(element_id or "", element_id) or "") if element_id else None
-            if not isinstance(task_spec, ServiceTask) or node is None or task_spec.connector in connectors:
-                continue
-            name = normalize.label(node)
-            message = (f"'{name}' names nothing to call: set its implementation (an external topic, a connector, "
-                       "a class or an expression naming a connector)") if not task_spec.connector else (
-                f"'{name}' calls the connector '{task_spec.connector}', which this engine does not have: register "
-                f"it (Engine(connectors={{'{task_spec.connector}': ...}})), or the task fails when it runs")
-            found[element_id] = Problem(parser.origin.get(node.get("id"), ""), node.sourceline, element_id, message,
-                                        "warning")
-    return list(found.values())
 
 
 def problem(exc: Exception, filename: str, parser: Parser) -> Problem:
@@ -742,6 +612,8 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
         if not isinstance(node.tag, str) or node.get("id") in inserted \
                 or (inserted and not node.get("id") and _owner_id(node) in inserted):
             continue
+        for item, message, severity in (*camunda.check(node), *services.check(node), *calls.check(node)):
+            add(item, message, severity)
         local = etree.QName(node).localname
         if local in UNSUPPORTED:
             owner = node.getparent() if local.endswith("EventDefinition") else node
@@ -781,8 +653,7 @@ def lint_xml(filename: str, root: etree._Element, check: Callable[[str, str], li
                         add(node, normalize.unreadable(node, text, what, message), line=line)
                     else:
                         add(node, f"{what}: {message}", line=line)
-    scope = {p.get("id") for p in processes}
-    for node, message, severity in [*normalize.checks(root, scope, inserted), *camunda.checks(root, scope, inserted)]:
+    for node, message, severity in normalize.checks(root, {p.get("id") for p in processes}, inserted):
         add(node, message, severity)
     for node, message, severity in zeebe.checks(root, {p.get("id") for p in processes}):
         add(node, message, severity)
