@@ -28,6 +28,7 @@ TASK_EVENTS = {"create": "start", "complete": "end"}  # task listeners Baton run
 IGNORED_TASK_EVENTS = ("assignment", "update", "delete", "timeout")
 # Start events and boundary events start when they are triggered: a boundary before them is one after them.
 TRIGGERED = {"startEvent", "boundaryEvent"}
+TAKEN = "baton-taken"  # set by the import on an event behind an event-based gateway: the flows whose listeners it runs
 
 
 def camunda(name: str) -> str:
@@ -89,7 +90,10 @@ def value(node: etree._Element, what: str, found: Found) -> str:
     if child.tag == camunda("map"):
         entries = []
         for entry in child.iterfind(camunda("entry")):
-            key = entry.get("key") or ""
+            key = entry.get("key")
+            if key is None:
+                found.append((entry, f"an entry of {what} has no key", "error"))
+                continue
             entries.append(f"{key!r}: {value(entry, f'{what}, entry {key!r}', found)}")
         return "{" + ", ".join(entries) + "}"
     if child.tag == camunda("list"):
@@ -208,6 +212,10 @@ def scripts(node: etree._Element, found: Found) -> dict[str, list[str]]:
     """The element's start scripts (input parameters, start and create listeners) and end scripts (complete
     listeners, output parameters, end listeners); a process's own listeners run at its start and end events."""
     heard = listeners(node, found)
+    for flow_id in (node.get(TAKEN) or "").split():  # take listeners of the flows from an event-based gateway
+        flow = next((f for f in node.getparent() if f.get("id") == flow_id), None)
+        heard["start"][:0] = [c for item in (extensions(flow, "executionListener") if flow is not None else [])
+                              if (c := listener(item, "", []))]
     process = node.getparent()
     if process is not None and local(process) == "process" and local(node) in ("startEvent", "endEvent"):
         around = listeners(process, [])
@@ -264,6 +272,12 @@ def take_listeners(root: etree._Element, known: Rewritten) -> list[Note]:
                      if (item.get("event") or "take").strip() == "take"]
             code = [c for item in heard if (c := listener(item, "", []))]
             if not code or flow.get("targetRef") not in graph.nodes:
+                continue
+            source = graph.nodes.get(flow.get("sourceRef"))
+            if source is not None and local(source) == "eventBasedGateway":
+                # Only events may follow it: the flow is taken as its event is caught, when that event starts.
+                target = graph.nodes[flow.get("targetRef")]
+                target.set(TAKEN, " ".join([*(target.get(TAKEN) or "").split(), flow.get("id")]))
                 continue
             step = graph.add("scriptTask", f"{PREFIX}take_{flow.get('id')}")
             etree.SubElement(step, f"{{{BPMN}}}script").text = "\n".join(code)

@@ -77,6 +77,9 @@ def service_inputs(node: etree._Element, found: Found) -> dict[str, str]:
     for item in extensions(node, "field"):
         name = item.get("name") or ""
         what = f"the field '{name}' of '{label(node)}'"
+        if not name:
+            found.append((item, f"a field of '{label(node)}' has no name: it is left out", "warning"))
+            continue
         if item.get("stringValue") is not None:
             params[name] = repr(item.get("stringValue"))
         elif item.get("expression") is not None:

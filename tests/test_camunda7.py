@@ -313,6 +313,22 @@ def test_take_listeners_run_as_their_flow_is_taken(engine):
     assert [e.element_id for e in engine.history(instance.id) if e.kind == "completed"] == ["start", "work", "end"]
 
 
+def test_a_take_listener_behind_an_event_based_gateway_runs_as_its_event_is_caught(engine):
+    engine.deploy(process(
+        START, '<bpmn:eventBasedGateway id="wait"/>', '<bpmn:intermediateCatchEvent id="paid">'
+        '<bpmn:messageEventDefinition messageRef="m"/></bpmn:intermediateCatchEvent>',
+        '<bpmn:intermediateCatchEvent id="late"><bpmn:timerEventDefinition><bpmn:timeDuration>PT1H'
+        '</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>', END,
+        '<bpmn:sequenceFlow id="to_paid" sourceRef="wait" targetRef="paid">' + ext(listen("take", "via = 'paid'")) +
+        "</bpmn:sequenceFlow>", flows="start>wait wait>late paid>end late>end",
+        extra='<bpmn:message id="m" name="paid"/>'))
+    instance = engine.start("p")
+    assert sorted(w.kind for w in instance.waiting_on) == ["message", "timer"] and "via" not in instance.data
+    engine.correlate_message("paid", {})
+    after = engine.instance(instance.id)
+    assert (after.status, after.data["via"]) == ("complete", "paid")
+
+
 def test_process_listeners_run_at_its_start_and_end(engine):
     xml = process(START, script("work", "seen = began"), END, flows="start>work work>end").replace(
         b'isExecutable="true">', b'isExecutable="true">' + ext(
