@@ -86,9 +86,24 @@ def check(node: etree._Element) -> Found:
     if "${" in called or "#{" in called:
         found.append((node, f"'{label(node)}' chooses the process it calls with the expression {called}: Baton "
                             "calls a process named in the diagram", "error"))
-    call_mappings(node, found)
+    if call_mappings(node, found) is None and camunda_7(node):
+        found.append((node, f"'{label(node)}' passes no camunda:in or camunda:out: Camunda 7 would pass no variables, "
+                            "Baton passes all the data in and back; add camunda:in and camunda:out (variables=\"all\" "
+                            "or by name) to say which", "warning"))
     binding(node, found)
     return found
+
+
+MODELER = "http://camunda.org/schema/modeler/1.0"
+
+
+def camunda_7(node: etree._Element) -> bool:
+    """Whether the diagram was drawn for Camunda 7 (Camunda Modeler's "Camunda Platform")."""
+    root = node.getroottree().getroot()
+    platform = root.get(f"{{{MODELER}}}executionPlatform")
+    if platform is not None:
+        return platform.startswith("Camunda Platform")
+    return (root.get("exporter") or "").startswith("Camunda Modeler") and "zeebe" not in (root.nsmap or {})
 
 
 def bind(parser: Any, process_id: str, spec: Any, subprocesses: dict[str, Any]) -> list[str]:

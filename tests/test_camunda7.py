@@ -506,6 +506,10 @@ def test_all_variables_in_and_out(engine):
 
 
 def test_without_mappings_all_the_data_goes_in_and_comes_back(engine):
+    camunda_7 = caller().replace(b'id="defs"', b'id="defs" xmlns:modeler="http://camunda.org/schema/modeler/1.0" '
+                                               b'modeler:executionPlatform="Camunda Platform"')
+    assert ["Camunda 7 would pass no variables" in w.message for w in engine.lint(camunda_7, child()).warnings] == \
+        [True]
     engine.deploy(caller(), child())
     inside, after = run_through(engine, engine.start("caller", {"a": 2, "other": 9}).id)
     assert (inside["other"], after["result"]) == (9, 20)
