@@ -159,7 +159,7 @@ class Job(Base):
     definition_id: Mapped[int | None] = mapped_column(ForeignKey("definition.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[uuid.UUID | None]
     element_id: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))  # "timer", "service" or "start" (a timer start event)
+    kind: Mapped[str] = mapped_column(String(16))  # "timer", "service", "async" (a boundary) or "start" (timer)
     due_at: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
