@@ -80,8 +80,23 @@ def test_the_shipped_processes_are_all_found():
     assert {"purchase_approval.bpmn", "directory_sync.bpmn", "supplier_invoice.bpmn"} <= set(ids(SHIPPED))
 
 
+# The connectors the shipped processes call, which their host registers (processes/README.md): lint warns of any
+# service task whose connector the engine lacks.
+HOST_CONNECTORS = ("hr.fetch_people", "directory.sync", "notify.admins", "erp.schedule_payment")
+
+
+@pytest.fixture
+def hosted(sqlite_url):
+    eng = Engine(sqlite_url, connectors=dict.fromkeys(HOST_CONNECTORS, lambda data: {}))
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=ids(SHIPPED))
-def test_lints_without_errors_and_deploys(engine, path):
+def test_lints_without_errors_and_deploys(hosted, path):
+    engine = hosted
     report = engine.lint(path, *DECISIONS)
     assert report.ok, [str(p) for p in report.errors]
     if path in NEW:
