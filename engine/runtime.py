@@ -314,6 +314,7 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
             return
         advance(workflow, step)
         return
+    human = task.task_spec.manual and not isinstance(task.task_spec, ServiceTask)
     if not elements.started(task):  # its input parameters or start listeners failed: they run again
         task._set_state(TaskState.READY)
         try:
@@ -321,13 +322,15 @@ def retry(workflow: BpmnWorkflow, task_id: UUID, data: dict[str, Any] | None, st
         except SpiffWorkflowException as exc:
             fail(workflow, step, exc, 0)
             return
+        if human:  # now it is ready for its people
+            advance(workflow, step)
+            return
     if isinstance(task.task_spec, ServiceTask):
         task._set_state(TaskState.READY)  # a job calls the connector again
         task.internal_data.pop("baton_job_due", None)
         return
-    if task.task_spec.manual:  # a failed human task is ready again for its people, not done
+    if human and "baton" not in task.internal_data:  # who may do it could not be worked out: nobody has done it
         task._set_state(TaskState.READY)
-        task.internal_data.pop("baton", None)
         advance(workflow, step)
         return
     try:

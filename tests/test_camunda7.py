@@ -347,6 +347,15 @@ def test_a_failing_listener_is_an_incident_that_retry_runs_again(engine):
     assert [t.element_id for t in engine.tasks(instance_id=instance.id)] == ["check"]  # ready, not done
 
 
+def test_a_user_task_whose_assignee_cannot_be_worked_out_is_ready_again_after_retry(engine):
+    engine.deploy(process(START, '<bpmn:userTask id="check" name="check" camunda:assignee="${approver}"/>', END,
+                          flows="start>check check>end"))
+    instance = engine.start("p")
+    assert instance.status == "error" and instance.incidents[0].element_id == "check"
+    retried = engine.retry(instance.id, data={"approver": "vera"})
+    assert (retried.status, [t.assignee for t in engine.tasks(instance_id=instance.id)]) == ("active", ["vera"])
+
+
 def test_listeners_baton_cannot_run_are_named_by_lint(engine):
     report = engine.lint(process(START, user("check", inner=ext(
         listen("start", "execution.setVariable('a', 1)", language="javascript"),

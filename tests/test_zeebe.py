@@ -248,8 +248,9 @@ def test_a_called_process_not_uploaded_is_a_lint_error_on_the_call_activity(engi
     xml = zeebe('<bpmn:startEvent id="start"/>', task("callActivity", "call",
                                                       '<zeebe:calledElement processId="child"/>'),
                 '<bpmn:endEvent id="end"/>', flows="start>call call>end")
-    assert errors(engine, xml) == [(5, "call", "the called process 'child' is not among the uploaded files: upload its "
-                                               "file together with this diagram")]
+    assert errors(engine, xml) == [(5, "call", "the called process 'child' is neither among the uploaded files nor "
+                                               "deployed: upload its file together with this diagram, or deploy it "
+                                               "first")]
 
 
 def test_a_call_activity_that_would_narrow_what_it_passes_on_is_a_warning(engine):
