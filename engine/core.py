@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import bindparam, exists, func, select
 
-from . import forms, jobs, mail, pruning, rows, runtime, store
+from . import forms, jobs, mail, pruning, rows, runtime, sql, store
 from .clock import clock
 from .config import Settings
 from .connectors import BUILTIN as BUILTIN_CONNECTORS
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 RESERVED = ("starter",)
 CACHED_WORKFLOWS = 256
-_NEWEST = select(Definition.id, Definition.version).where(Definition.process_id == bindparam("process_id")).order_by(
-    Definition.version.desc()).limit(1)  # built once: building a statement costs more than running it on SQLite
+_NEWEST = sql.Statement(select(Definition.id, Definition.version).where(
+    Definition.process_id == bindparam("process_id")).order_by(Definition.version.desc()).limit(1))
 
 
 class Loaded:
@@ -117,7 +117,7 @@ class Engine(Deployment, Drafts, Executor, Messaging):
         When the process declares a start form and a user starts it, only that form's fields are accepted.
         """
         with self.db.reading() as conn:
-            definition = conn.execute(_NEWEST, {"process_id": process_id}).first()
+            definition = _NEWEST.first(conn, {"process_id": process_id})
             if definition is None:
                 raise DefinitionNotFound(process_id)
             spec, _ = self._spec(conn, definition.id)
@@ -222,11 +222,11 @@ class Engine(Deployment, Drafts, Executor, Messaging):
     def tasks(self, *, user: str | None = None, instance_id: UUID | str | None = None,
               process_id: str | None = None) -> list[TaskInfo]:
         """Open human tasks; with `user`, those assigned to them or claimable by them or their groups."""
-        query = store.task_query(instance_id is not None, process_id is not None, user is not None)
         params = {"instance_id": _uuid(instance_id) if instance_id is not None else None, "process_id": process_id,
                   "principals": store.principals(user, self._groups(user)) if user is not None else []}
         with self.db.reading() as conn:
-            return [rows.task_info(r) for r in conn.execute(query, params)]
+            found = store.open_tasks(conn, params, instance_id is not None, process_id is not None, user is not None)
+            return [rows.task_info(r) for r in found]
 
     def inbox(self, user: str, *, process_id: str | None = None, text: str | None = None, sort: str = "due",
               page: int = 1, size: int = 25) -> Inbox:

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, delete, event, func, insert, select, union_all
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import runtime
+from . import runtime, sql
 from .errors import Conflict, EngineError
 from .models import (
     SCHEMA_REVISION,
@@ -165,24 +165,41 @@ JOB, SUBSCRIPTION, EVENT, INCIDENT = Job.__table__, Subscription.__table__, Even
 OUTBOX = Outbox.__table__
 JOB_KINDS = {"timer": "timer", "job": "service"}  # what the instance waits on -> the job row's kind
 ROW = [c for c in INSTANCE.c if c.name != "state"]  # the state is read only when the workflow is not cached
-_by_id = select(*ROW).where(INSTANCE.c.id == bindparam("id"))
-_by_task = select(*ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
-                  HUMAN_TASK.c.candidate_users, HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
-    HUMAN_TASK, HUMAN_TASK.c.instance_id == INSTANCE.c.id).where(HUMAN_TASK.c.id == bindparam("id"))
-_state = select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"))
-# Built once: constructing a statement costs more than running it on SQLite.
-_update = update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"), INSTANCE.c.version == bindparam("b_version"))
-_insert = {t: insert(t) for t in (INSTANCE, HUMAN_TASK, INBOX, JOB, SUBSCRIPTION, EVENT, INCIDENT, OUTBOX)}
-_delete_entries = delete(INBOX).where(INBOX.c.task_id == bindparam("b_task"))
-_delete_instance_entries = delete(INBOX).where(INBOX.c.instance_id == bindparam("b_instance"))
-_instance_tasks = select(HUMAN_TASK).where(HUMAN_TASK.c.instance_id == bindparam("b_instance"))
-_retext = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
-_delete_task = delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
-_assign = update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task"))
+# The hot path's statements: built and compiled once, run on the DB-API cursor (engine/sql.py).
+_by_id = sql.Statement(select(*ROW).where(INSTANCE.c.id == bindparam("id")))
+_by_task = sql.Statement(select(
+    *ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
+    HUMAN_TASK.c.candidate_users, HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
+    HUMAN_TASK, HUMAN_TASK.c.instance_id == INSTANCE.c.id).where(HUMAN_TASK.c.id == bindparam("id")))
+_state = sql.Statement(select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id")))
+_update = sql.Statement(update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"),
+                                               INSTANCE.c.version == bindparam("b_version")))
+_insert = {t: sql.Statement(insert(t)) for t in (INSTANCE, HUMAN_TASK, INBOX, JOB, SUBSCRIPTION, EVENT, INCIDENT,
+                                                  OUTBOX)}
+_delete_entries = sql.Statement(delete(INBOX).where(INBOX.c.task_id == bindparam("b_task")))
+_delete_instance_entries = sql.Statement(delete(INBOX).where(INBOX.c.instance_id == bindparam("b_instance")))
+_instance_tasks = sql.Statement(select(HUMAN_TASK).where(HUMAN_TASK.c.instance_id == bindparam("b_instance")))
+_retext = sql.Statement(update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task")))
+_delete_task = sql.Statement(delete(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task")))
+_assign = sql.Statement(update(HUMAN_TASK).where(HUMAN_TASK.c.id == bindparam("b_task")))
 _job = (JOB.c.instance_id == bindparam("b_instance")) & (JOB.c.task_id == bindparam("b_task"))
-_delete_job, _move_job = delete(JOB).where(_job), update(JOB).where(_job)
-_delete_subscriptions = delete(SUBSCRIPTION).where(SUBSCRIPTION.c.instance_id == bindparam("b_instance"))
-_resolve = update(INCIDENT).where(INCIDENT.c.instance_id == bindparam("b_instance"), INCIDENT.c.resolved_at.is_(None))
+_delete_job, _move_job = sql.Statement(delete(JOB).where(_job)), sql.Statement(update(JOB).where(_job))
+_delete_subscriptions = sql.Statement(delete(SUBSCRIPTION).where(SUBSCRIPTION.c.instance_id == bindparam("b_instance")))
+_resolve = sql.Statement(update(INCIDENT).where(INCIDENT.c.instance_id == bindparam("b_instance"),
+                                                INCIDENT.c.resolved_at.is_(None)))
+
+
+def open_tasks(conn: sa.Connection, params: dict[str, Any], by_instance: bool, by_process: bool, by_user: bool
+               ) -> list[Any]:
+    """Rows of `task_query`; by instance or process (no list of principals to expand), on the DB-API cursor."""
+    if by_user:
+        return list(conn.execute(task_query(by_instance, by_process, True), params))
+    return _task_statement(by_instance, by_process).all(conn, params)
+
+
+@cache
+def _task_statement(by_instance: bool, by_process: bool) -> sql.Statement:
+    return sql.Statement(task_query(by_instance, by_process, False))
 
 
 @cache
@@ -314,28 +331,31 @@ def inbox_page(count: int, by_process: bool, words: int, sort: str, dialect: str
         INSTANCE, i.id == h.instance_id).order_by(*_keys(top.c, sort))
 
 
-def instance_row(conn: sa.Connection, instance_id: UUID) -> sa.Row | None:
-    return conn.execute(_by_id, {"id": instance_id}).first()
+def instance_row(conn: sa.Connection, instance_id: UUID) -> Any | None:
+    return _by_id.first(conn, {"id": instance_id})
 
 
-def task_row(conn: sa.Connection, task_id: UUID) -> sa.Row | None:
+def task_row(conn: sa.Connection, task_id: UUID) -> Any | None:
     """An open human task with its instance's row: one query for what completing it needs."""
-    return conn.execute(_by_task, {"id": task_id}).first()
+    return _by_task.first(conn, {"id": task_id})
 
 
 def state(conn: sa.Connection, instance_id: UUID) -> str:
-    return conn.execute(_state, {"id": instance_id}).scalar_one()
+    row = _state.first(conn, {"id": instance_id})
+    if row is None:
+        raise sa.exc.NoResultFound(f"no instance {instance_id}")
+    return str(row.state)
 
 
 def insert_instance(conn: sa.Connection, row: dict[str, Any]) -> None:
-    conn.execute(_insert[INSTANCE], {**row, "state_format": STATE_FORMAT, "spiff_version": SPIFF_VERSION})
+    _insert[INSTANCE].run(conn, {**row, "state_format": STATE_FORMAT, "spiff_version": SPIFF_VERSION})
 
 
 def update_instance(conn: sa.Connection, instance_id: UUID, version: int, values: dict[str, Any]) -> None:
     """Write the new state if nobody else wrote since we read `version`; otherwise Conflict."""
-    result = conn.execute(_update, {"ended_at": None, **values, "version": version + 1, "b_id": instance_id,
-                                    "b_version": version})
-    if result.rowcount != 1:
+    changed = _update.run(conn, {"ended_at": None, **values, "version": version + 1, "b_id": instance_id,
+                                 "b_version": version})
+    if changed != 1:
         raise Conflict(f"instance {instance_id} was changed by someone else; reload and try again")
 
 
@@ -351,22 +371,21 @@ def write_projections(conn: sa.Connection, instance_id: UUID, process_id: str, w
                  {i: w.get("assignee") for (_, i), w in old.items()}, about)
     gone, added, kept = _split(old, new, ("timer", "job"))
     if gone:
-        conn.execute(_delete_job, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
+        _delete_job.run(conn, [{"b_instance": instance_id, "b_task": UUID(i)} for i in gone])
     if added:
-        conn.execute(_insert[JOB], [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
-                                    "element_id": w["element_id"], "kind": w.get("job") or JOB_KINDS[w["kind"]],
-                                    "attempts": 0,
-                                    "due_at": datetime.fromisoformat(w["due"])} for w in added])
+        _insert[JOB].run(conn, [{"id": uuid4(), "instance_id": instance_id, "task_id": UUID(w["task_id"]),
+                                 "element_id": w["element_id"], "kind": w.get("job") or JOB_KINDS[w["kind"]],
+                                 "attempts": 0, "due_at": datetime.fromisoformat(w["due"])} for w in added])
     for w in kept:
         if w["due"] != old[(w["kind"], w["task_id"])]["due"]:
-            conn.execute(_move_job, {"b_instance": instance_id, "b_task": UUID(w["task_id"]),
-                                     "due_at": datetime.fromisoformat(w["due"]), "lock_owner": None,
-                                     "lock_expires_at": None, "attempts": 0, "last_error": None})
+            _move_job.run(conn, {"b_instance": instance_id, "b_task": UUID(w["task_id"]),
+                                 "due_at": datetime.fromisoformat(w["due"]), "lock_owner": None,
+                                 "lock_expires_at": None, "attempts": 0, "last_error": None})
     subscriptions = [w for w in after if w["kind"] in ("message", "signal")]
     if subscriptions != [w for w in before if w["kind"] in ("message", "signal")]:
-        conn.execute(_delete_subscriptions, {"b_instance": instance_id})
+        _delete_subscriptions.run(conn, {"b_instance": instance_id})
         if subscriptions:
-            conn.execute(_insert[SUBSCRIPTION], [
+            _insert[SUBSCRIPTION].run(conn, [
                 {"instance_id": instance_id, "kind": w["kind"], "name": w["name"], "task_id": UUID(w["task_id"]),
                  "correlation": dumps(w["correlation"]), "key": w.get("key", "{}")} for w in subscriptions])
 
@@ -385,19 +404,19 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
                  about: dict[str, Any]) -> None:
     if gone:
         ids = [{"b_task": UUID(i)} for i in gone]
-        conn.execute(_delete_entries, ids)
-        conn.execute(_delete_task, ids)
+        _delete_entries.run(conn, ids)
+        _delete_task.run(conn, ids)
     rows = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about) for w in added]
     changed = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about)
                for w in kept if w["assignee"] != old_assignees.get(w["task_id"])]
     if rows:
-        conn.execute(_insert[HUMAN_TASK], rows)
+        _insert[HUMAN_TASK].run(conn, rows)
     if changed:  # claimed, given back or reassigned: the task now shows in other inboxes
-        conn.execute(_assign, [{"b_task": r["id"], "assignee": r["assignee"]} for r in changed])
-        conn.execute(_delete_entries, [{"b_task": r["id"]} for r in changed])
+        _assign.run(conn, [{"b_task": r["id"], "assignee": r["assignee"]} for r in changed])
+        _delete_entries.run(conn, [{"b_task": r["id"]} for r in changed])
     entries = [e for r in rows + changed for e in _entries(r, about)]
     if entries:
-        conn.execute(_insert[INBOX], entries)
+        _insert[INBOX].run(conn, entries)
 
 
 def _task_row(task: Any, instance_id: UUID, process_id: str, about: dict[str, Any]) -> dict[str, Any]:
@@ -415,29 +434,29 @@ def _task_row(task: Any, instance_id: UUID, process_id: str, about: dict[str, An
 
 def refresh_inbox(conn: sa.Connection, instance_id: UUID, about: dict[str, Any]) -> None:
     """Rewrite an instance's inbox rows and search text after its status or title changed."""
-    conn.execute(_delete_instance_entries, {"b_instance": instance_id})
-    tasks = conn.execute(_instance_tasks, {"b_instance": instance_id}).all()
+    _delete_instance_entries.run(conn, {"b_instance": instance_id})
+    tasks = _instance_tasks.all(conn, {"b_instance": instance_id})
     texts = [{"b_task": t.id, "text": _search_text(t.name, about)} for t in tasks]
     if texts:
-        conn.execute(_retext, texts)
-        conn.execute(_insert[INBOX], [e for t in tasks for e in _entries(t, about)])
+        _retext.run(conn, texts)
+        _insert[INBOX].run(conn, [e for t in tasks for e in _entries(t, about)])
 
 
 def write_history(conn: sa.Connection, instance_id: UUID, step: runtime.Step) -> None:
     if step.outbox:
-        conn.execute(_insert[OUTBOX], [{**n, "instance_id": instance_id, "created_at": now(), "attempts": 0,
+        _insert[OUTBOX].run(conn, [{**n, "instance_id": instance_id, "created_at": now(), "attempts": 0,
                                         "sent_at": None, "last_error": None} for n in step.outbox])
     if step.events:
         at = now()
-        conn.execute(_insert[EVENT], [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
+        _insert[EVENT].run(conn, [{**e, "data": dumps(e["data"]), "instance_id": instance_id, "at": at}
                                      for e in step.events])
     if step.failure:
         f = step.failure
         resolve_incidents(conn, instance_id)
-        conn.execute(_insert[INCIDENT], {"id": uuid4(), "instance_id": instance_id, "task_id": f.task_id,
+        _insert[INCIDENT].run(conn, {"id": uuid4(), "instance_id": instance_id, "task_id": f.task_id,
                                         "element_id": f.element_id, "error_type": f.error_type, "message": f.message,
                                         "line": f.line, "created_at": now(), "resolved_at": None})
 
 
 def resolve_incidents(conn: sa.Connection, instance_id: UUID) -> None:
-    conn.execute(_resolve, {"b_instance": instance_id, "resolved_at": now()})
+    _resolve.run(conn, {"b_instance": instance_id, "resolved_at": now()})
