@@ -92,7 +92,8 @@ class _Compiled:
         if any(compiled.binds[n].expanding for n in names):
             raise ValueError("expanding parameters are not supported on the hot path")
         self.names = names
-        self.binds = [(n, compiled.escaped_bind_names.get(n, n), processors.get(n)) for n in names]
+        self.escaped = [compiled.escaped_bind_names.get(n, n) for n in names]
+        self.processing = [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None]
         self.defaults = _defaults(statement, names, columns)
         for name in names:  # literal values SQLAlchemy turned into parameters, such as LIMIT 1
             bind = compiled.binds[name]
@@ -106,9 +107,10 @@ class _Compiled:
     def values(self, params: Mapping[str, Any]) -> Any:
         if self.defaults:
             params = {**{n: make() for n, make in self.defaults.items() if n not in params}, **params}
-        if self.positional:
-            return tuple(p(params[n]) if p is not None else params[n] for n, _, p in self.binds)
-        return {e: (p(params[n]) if p is not None else params[n]) for n, e, p in self.binds}
+        values = [params[n] for n in self.names]
+        for i, process in self.processing:
+            values[i] = process(values[i])
+        return tuple(values) if self.positional else dict(zip(self.escaped, values, strict=True))
 
     def row(self, raw: Sequence[Any]) -> Any:
         assert self.make is not None
@@ -121,7 +123,7 @@ class _Compiled:
 
 def _announce(conn: sa.Connection, cursor: Any, statement: str, params: Params, many: bool) -> None:
     """Tell `before_cursor_execute` listeners (statement counters, tracing), as SQLAlchemy would."""
-    if conn._has_events or conn.engine._has_events:
+    if conn.dispatch.before_cursor_execute:
         conn.dispatch.before_cursor_execute(conn, cursor, statement, params, None, many)
 
 
