@@ -89,6 +89,21 @@ def _real_time() -> Iterator[None]:
     clock.reset()
 
 
+@pytest.fixture(autouse=True)
+def _state_as_spiffworkflow_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every state a test saves is the dictionary SpiffWorkflow's own serializer makes of it (specs.state_dict)."""
+    from baton.engine import specs
+
+    fast = specs.state_dict
+
+    def checked(workflow: Any) -> dict[str, Any]:
+        made = fast(workflow)
+        assert made == specs.SERIALIZER.to_dict(workflow)
+        return made
+
+    monkeypatch.setattr(specs, "state_dict", checked)
+
+
 @contextmanager
 def web_app(url: str, users: dict[str, tuple[str, ...]], *, org: bool = False, **config: Any) -> Iterator[Any]:
     """The web app on a database where each user signs in with PASSWORD and the roles given (and the demo org)."""
