@@ -24,6 +24,7 @@ from .directory import Directory, SqlDirectory
 from .directory import functions as directory_functions
 from .drafts import Drafts
 from .errors import (
+    Conflict,
     DefinitionNotFound,
     Forbidden,
     IncidentNotFound,
@@ -372,22 +373,26 @@ class Engine(Deployment, Drafts, Executor, Messaging):
 
     def _on_task(self, task_id: UUID | str, user: str | None,
                  act: Callable[[Loaded, Any, runtime.Step], None]) -> InstanceInfo:
-        with self.db.reading() as conn:
+        def fetch(conn: Any) -> Any:
             row = store.task_row(conn, _uuid(task_id))
             if row is None:
                 raise TaskNotFound(task_id)
             self._check_may_act(row.task_id, row.task_assignee, row.candidate_users, row.candidate_groups, user)
-            loaded = self._load(conn, row)
+            return row
+
+        row, loaded = self._read(fetch)
         return self._apply(loaded, lambda loaded, step: act(loaded, row, step), allowed=("active",))
 
     def _change(self, instance_id: UUID | str, act: Callable[[Loaded, runtime.Step], None], *,
                 allowed: tuple[str, ...], status: str | None = None,
                 within: Callable[[Any, UUID], None] | None = None) -> InstanceInfo:
-        with self.db.reading() as conn:
+        def fetch(conn: Any) -> Any:
             row = store.instance_row(conn, _uuid(instance_id))
             if row is None:
                 raise InstanceNotFound(instance_id)
-            loaded = self._load(conn, row)
+            return row
+
+        _, loaded = self._read(fetch)
         return self._apply(loaded, act, allowed=allowed, status=status, within=within)
 
     def _apply(self, loaded: Loaded, act: Callable[[Loaded, runtime.Step], None], *,
@@ -442,13 +447,30 @@ class Engine(Deployment, Drafts, Executor, Messaging):
             values["ended_at"] = values["updated_at"]
         return values, waiting
 
-    def _load(self, conn: Any, row: Any) -> Loaded:
-        """The instance's workflow, from this engine's cache when the row has not changed since."""
+    def _read(self, fetch: Callable[[Any], Any]) -> tuple[Any, Loaded]:
+        """The instance row `fetch` reads (with whatever else it joins) and the instance's workflow at its version.
+
+        The reads are single statements outside a transaction (a read transaction cost as much as the read): the
+        state is read only at the row's version, and should another change have come in between, read again.
+        """
+        with self.db.reading() as conn:
+            for _ in range(3):
+                row = fetch(conn)
+                loaded = self._load(conn, row)
+                if loaded is not None:
+                    return row, loaded
+        raise Conflict("the instance changes faster than it can be read; try again")
+
+    def _load(self, conn: Any, row: Any) -> Loaded | None:
+        """The instance's workflow, from this engine's cache when the row has not changed since; None: it has."""
         cached = self._workflows.pop(row.id, None)  # taken out: no other thread works on the same object
         if cached is not None and cached[0] == row.version:
             return Loaded(row, cached[1])
         spec, subprocesses = self._spec(conn, row.definition_id)
-        workflow = load_state(store.state(conn, row.id), spec, subprocesses)
+        state = store.state(conn, row.id, row.version)
+        if state is None:
+            return None
+        workflow = load_state(state, spec, subprocesses)
         workflow.script_engine = self.script_engine
         return Loaded(row, workflow)
 

@@ -86,11 +86,13 @@ class Executor:
 
     def _service_job(self, job: Any) -> None:
         """Call the connector outside any transaction; on failure retry with backoff, then raise an incident."""
-        with self.db.reading() as conn:
+        def fetch(conn: Any) -> Any:
             row = store.instance_row(conn, job.instance_id)
             if row is None:
                 raise NotFound(f"instance {job.instance_id} is gone")
-            loaded = self._load(conn, row)
+            return row
+
+        _, loaded = self._read(fetch)
         task = runtime.service_task(loaded.workflow, job.task_id)
         spec = task.task_spec
         try:

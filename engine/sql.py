@@ -52,10 +52,8 @@ class Statement:
     def all(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
         """The result rows, as named tuples whose `_mapping` is a dict, like SQLAlchemy's rows.
 
-        Reads run in a transaction, as SQLAlchemy would begin one: what a caller reads next sees the same snapshot.
+        Outside a transaction on SQLite the statement is its own: a caller that reads twice checks they agree.
         """
-        if not conn.in_transaction():
-            conn.begin()
         compiled = self._for(conn.dialect, params)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         _announce(conn, cursor, compiled.sql, params, False)

@@ -171,7 +171,8 @@ _by_task = sql.Statement(select(
     *ROW, HUMAN_TASK.c.id.label("task_id"), HUMAN_TASK.c.assignee.label("task_assignee"),
     HUMAN_TASK.c.candidate_users, HUMAN_TASK.c.candidate_groups, HUMAN_TASK.c.form).join(
     HUMAN_TASK, HUMAN_TASK.c.instance_id == INSTANCE.c.id).where(HUMAN_TASK.c.id == bindparam("id")))
-_state = sql.Statement(select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id")))
+_state = sql.Statement(select(INSTANCE.c.state).where(INSTANCE.c.id == bindparam("id"),
+                                                      INSTANCE.c.version == bindparam("version")))
 _update = sql.Statement(update(INSTANCE).where(INSTANCE.c.id == bindparam("b_id"),
                                                INSTANCE.c.version == bindparam("b_version")))
 _insert = {t: sql.Statement(insert(t)) for t in (INSTANCE, HUMAN_TASK, INBOX, JOB, SUBSCRIPTION, EVENT, INCIDENT,
@@ -340,11 +341,10 @@ def task_row(conn: sa.Connection, task_id: UUID) -> Any | None:
     return _by_task.first(conn, {"id": task_id})
 
 
-def state(conn: sa.Connection, instance_id: UUID) -> str:
-    row = _state.first(conn, {"id": instance_id})
-    if row is None:
-        raise sa.exc.NoResultFound(f"no instance {instance_id}")
-    return str(row.state)
+def state(conn: sa.Connection, instance_id: UUID, version: int) -> str | None:
+    """The instance's state at this version; None when it has moved on (or is gone)."""
+    row = _state.first(conn, {"id": instance_id, "version": version})
+    return None if row is None else str(row.state)
 
 
 def insert_instance(conn: sa.Connection, row: dict[str, Any]) -> None:

@@ -173,3 +173,28 @@ def test_a_task_claimed_by_someone_else_meanwhile_is_neither_reclaimed_nor_compl
     after = fresh(database_url)
     assert [(t.id, t.assignee) for t in after.tasks()] == [(task.id, "bob")]
     assert [(e.kind, e.user) for e in after.history(instance.id) if e.user] == [("claimed", "bob")]
+
+
+
+def test_a_change_between_reading_a_task_and_its_state_is_read_again(database_url, fresh, monkeypatch):
+    """The task row and the state are two reads: when another change comes in between, both are read again."""
+    from baton.engine import store
+
+    first, second = fresh(database_url), fresh(database_url)
+    first.deploy(diagram("durable_steps.bpmn"))
+    instance = first.start("durable_steps", {"counted": 0})
+    [task] = first.tasks(instance_id=instance.id)
+    second.start_form("durable_steps")  # the spec is cached: reading it would begin a read transaction on SQLite
+    read, versions = store.state, []
+
+    def changed_meanwhile(conn: Any, instance_id: Any, version: int) -> str | None:
+        versions.append(version)
+        if len(versions) == 1:
+            first.reassign(task.id, "someone", user="admin")
+        return read(conn, instance_id, version)
+
+    monkeypatch.setattr(store, "state", changed_meanwhile)
+    done = second.complete_task(task.id)  # `second` has no workflow cached: it reads the row, then the state
+    assert versions == [1, 2] and [w.element_id for w in done.waiting_on] == ["second"]
+    events = [(e.kind, e.element_id) for e in second.history(instance.id)]
+    assert events.index(("reassigned", "first")) < events.index(("completed", "first"))
