@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.control import _EndJoin
@@ -69,31 +70,29 @@ def prune(workflow: BpmnWorkflow) -> int:
     return dropped
 
 
-def _live(task: Task) -> bool:
-    return (task._state & LIVE) != 0
-
-
 def _needed(wf: Any) -> set[UUID]:
     tasks = wf.tasks
     keep: set[UUID] = {wf.task_tree.id}
     if wf.last_task is not None and wf.last_task.id in tasks:
         keep.add(wf.last_task.id)
-    live = [t for t in tasks.values() if _live(t)]
-    for task in live:
-        keep.add(task.id)
-        keep.update(task._children)
-        if task._parent is not None:
-            keep.add(task._parent)
-
-    # Parallel and inclusive joins: tasks of a join reached since it last fired count the branches that arrived.
-    fired: dict[str, float] = {}
+    joins_in_spec, inputs = _facts(wf.spec)
+    live: list[Task] = []
     joins: list[Task] = []
+    fired: dict[str, float] = {}
     for task in tasks.values():
-        if isinstance(task.task_spec, UnstructuredJoin):
+        if task._state & LIVE:
+            live.append(task)
+            keep.add(task.id)
+            keep.update(task._children)
+            if task._parent is not None:
+                keep.add(task._parent)
+        if task.task_spec.name in joins_in_spec:
             joins.append(task)
             if task._state == TaskState.COMPLETED:
                 name = task.task_spec.name
                 fired[name] = max(fired.get(name, 0.0), task.last_state_change)
+
+    # Parallel and inclusive joins: tasks of a join reached since it last fired count the branches that arrived.
     carrier = _fold_ended_branches(wf, joins)
     for task in joins:
         if task._state != TaskState.COMPLETED and task.last_state_change >= fired.get(task.task_spec.name, 0.0) \
@@ -104,8 +103,6 @@ def _needed(wf: Any) -> set[UUID]:
 
     # Walking up from each live task: a parallel join looks for the nearest ancestor of each of its input specs
     # (however far up, even passes back); an inclusive join looks no further up than its own last firing.
-    specs = wf.spec.task_specs.values()
-    inputs = {n for s in specs if isinstance(s, UnstructuredJoin) for n in (s.name, *(i.name for i in s.inputs))}
     if inputs:
         for task in live:
             found: set[str] = set()
@@ -129,6 +126,19 @@ def _needed(wf: Any) -> set[UUID]:
                 keep.add(node.id)
                 keep.update(node._children)
     return keep
+
+
+_spec_facts: WeakKeyDictionary[Any, tuple[frozenset[str], frozenset[str]]] = WeakKeyDictionary()
+
+
+def _facts(spec: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """Of a process spec (once): its unstructured joins, and the specs a parallel or inclusive join walks up to."""
+    found = _spec_facts.get(spec)
+    if found is None:
+        joins = [s for s in spec.task_specs.values() if isinstance(s, UnstructuredJoin)]
+        walked = {n for s in joins if not isinstance(s, _EndJoin) for n in (s.name, *(i.name for i in s.inputs))}
+        found = _spec_facts[spec] = (frozenset(s.name for s in joins), frozenset(walked))
+    return found
 
 
 def _fold_ended_branches(wf: Any, joins: list[Task]) -> Task | None:
