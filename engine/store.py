@@ -403,9 +403,7 @@ def _write_tasks(conn: sa.Connection, instance_id: UUID, process_id: str, workfl
                  added: list[dict[str, Any]], kept: list[dict[str, Any]], old_assignees: dict[str, str | None],
                  about: dict[str, Any]) -> None:
     if gone:
-        ids = [{"b_task": UUID(i)} for i in gone]
-        _delete_entries.run(conn, ids)
-        _delete_task.run(conn, ids)
+        _delete_task.run(conn, [{"b_task": UUID(i)} for i in gone])  # its inbox entries go with it (ON DELETE CASCADE)
     rows = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about) for w in added]
     changed = [_task_row(workflow.get_task_from_id(UUID(w["task_id"])), instance_id, process_id, about)
                for w in kept if w["assignee"] != old_assignees.get(w["task_id"])]

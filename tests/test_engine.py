@@ -344,6 +344,8 @@ def test_inbox_pages_filters_and_counts_with_indexed_queries(database_url):
     assert (newest.title, newest.requester) == ("Chair", None)
     assert engine.inbox("carl", page=4, size=2).items == ()
     assert engine.inbox("nobody").total == 0
+    engine.complete_task(engine.inbox("carl", text="order 3").items[0].task.id)  # its entries go with its row
+    assert (engine.inbox("carl").total, engine.inbox("carl", text="order 3").found) == (5, 0)
     engine.close()
 
 
