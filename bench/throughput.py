@@ -87,10 +87,12 @@ BUCKETS = {
     "history events": ["store.py:write_history"],
     "instance row insert/update, incidents": ["store.py:insert_instance", "store.py:update_instance",
                                                "store.py:resolve_incidents"],
-    "transactions (begin, commit, close)": ["store.py:read", "store.py:write"],
+    "transactions (begin, commit, close)": ["store.py:read", "store.py:write", "store.py:reading",
+                                            "store.py:writing"],
     "inbox query (engine.tasks)": ["core.py:tasks"],
-    "InstanceInfo returned (instance, _instance_info)": ["core.py:instance", "core.py:_instance_info"],
-    "task row, definition row, _load": ["core.py:_on_task", "core.py:_load", "core.py:_definition"],
+    "InstanceInfo returned (instance, _instance_info)": ["core.py:instance", "core.py:_instance_info",
+                                                         "rows.py:instance_info"],
+    "task row, definition row, _load": ["core.py:_on_task", "core.py:_read", "core.py:_load", "core.py:_definition"],
     "other": ["core.py:_change"],
 }
 MARKS = {mark: bucket for bucket, marks in BUCKETS.items() for mark in marks}

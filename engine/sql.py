@@ -120,8 +120,8 @@ class _Compiled:
 
 
 def _announce(conn: sa.Connection, cursor: Any, statement: str, params: Params, many: bool) -> None:
-    """Tell `before_cursor_execute` listeners (statement counters, tracing), as SQLAlchemy would."""
-    if conn.dispatch.before_cursor_execute:
+    """Tell the engine's `before_cursor_execute` listeners (statement counters, tracing), as SQLAlchemy would."""
+    if conn.engine.dispatch.before_cursor_execute:  # the connection's own dispatch costs more to ask
         conn.dispatch.before_cursor_execute(conn, cursor, statement, params, None, many)
 
 
