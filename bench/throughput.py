@@ -8,10 +8,11 @@ Process bench/throughput.bpmn: start -> script `total = amount * 2` -> three use
              do_engine_steps().
 Both are warmed up (sandbox children spawned, specs cached), then measured in interleaved rounds so that noise on
 the machine hits both alike. The ratio durable/in-memory is the share of SpiffWorkflow's own speed that survives
-durability (target: >= 0.3); it is steadier than the absolute figures on a shared machine. The durable figure is
-given with and without the time spent in `engine.tasks`, from the same run. One more durable round then runs under
-cProfile: SQL statements per call, the top functions by cumulative time, and the time split into buckets by the
-Baton function that caused it (nearest marked caller, see BUCKETS), with SQLite's own share of each.
+durability (target: >= 0.5, at first >= 0.3); it is steadier than the absolute figures on a shared machine. The
+durable figure is given with and without the time spent in `engine.tasks`, from the same run. One more durable
+round then runs under cProfile: SQL statements per call, the top functions by cumulative time, and the time split
+into buckets by the Baton function that caused it (nearest marked caller, see BUCKETS), with SQLite's own share of
+each.
 
 Run: .venv/bin/python bench/throughput.py [--n 300] [--rounds 3]
 """
@@ -207,7 +208,7 @@ def main() -> None:
             print("durable ms per call: " + ", ".join(f"{k} {spent[k] / total / per * 1000:.2f}"
                                                       for k, per in CALLS.items()))
             print(f"ratio durable/in-memory: {ratio:.3f} ({ratio_without:.3f} without engine.tasks); "
-                  f"target >= 0.3: {'met' if ratio >= 0.3 else 'NOT met'}")
+                  f"target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'}")
             profile(engine, args.n)
         finally:
             engine.close()
