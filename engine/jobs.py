@@ -41,18 +41,26 @@ def acquire(engine: sa.Engine, worker: str, limit: int, lease: timedelta) -> lis
     jobs of an instance whose other job another worker holds wait for it, so they never block the queue.
     """
     at = now()
-    other = JOB.alias("other")
-    busy = select(other.c.id).where(other.c.instance_id == JOB.c.instance_id, other.c.id != JOB.c.id,
-                                    other.c.lock_expires_at >= at).exists()  # its instance is in another worker's hands
-    due = select(JOB.c.id).outerjoin(INSTANCE, INSTANCE.c.id == JOB.c.instance_id).where(
-        JOB.c.due_at <= at, sa.or_(JOB.c.lock_expires_at.is_(None), JOB.c.lock_expires_at < at),
-        sa.or_(JOB.c.instance_id.is_(None), INSTANCE.c.status == "active"), ~busy).order_by(JOB.c.due_at).limit(limit)
     with engine.execution_options(write=True).begin() as conn:
-        ids = list(conn.execute(due.with_for_update(of=JOB, skip_locked=True)).scalars())
+        ids = list(conn.execute(_DUE, {"at": at, "limit": limit}).scalars())
         if not ids:
             return []
         conn.execute(update(JOB).where(JOB.c.id.in_(ids)).values(lock_owner=worker, lock_expires_at=at + lease))
         return list(conn.execute(select(JOB).where(JOB.c.id.in_(ids)).order_by(JOB.c.due_at)))
+
+
+def _due() -> sa.Select:
+    """Due jobs free to lease, built once (building it took most of an idle poll): `at` and `limit` are bound."""
+    at, other = sa.bindparam("at", type_=JOB.c.due_at.type), JOB.alias("other")
+    busy = select(other.c.id).where(other.c.instance_id == JOB.c.instance_id, other.c.id != JOB.c.id,
+                                    other.c.lock_expires_at >= at).exists()  # its instance is in another worker's hands
+    return select(JOB.c.id).outerjoin(INSTANCE, INSTANCE.c.id == JOB.c.instance_id).where(
+        JOB.c.due_at <= at, sa.or_(JOB.c.lock_expires_at.is_(None), JOB.c.lock_expires_at < at),
+        sa.or_(JOB.c.instance_id.is_(None), INSTANCE.c.status == "active"), ~busy).order_by(JOB.c.due_at).limit(
+        sa.bindparam("limit")).with_for_update(of=JOB, skip_locked=True)
+
+
+_DUE = _due()
 
 
 def release(engine: sa.Engine, job_id: UUID, worker: str, **values: Any) -> None:
