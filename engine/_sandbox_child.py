@@ -138,6 +138,8 @@ def main() -> None:
             codes.clear()
         try:
             send(out, run(request, safe, codes, inp, out))
+        except BrokenPipeError:              # the parent died while the answer was on its way: nobody to tell
+            return
         except Exception as exc:             # e.g. MemoryError while pickling a large result
             send(out, ("error", type(exc).__name__, None, f"{type(exc).__name__}: {exc}"))
 
