@@ -144,11 +144,16 @@ def test_async_before_a_parallel_join_joins_once(engine):
     assert (after.status, after.data["c"], engine.activity(instance.id)["after"]) == ("complete", 2, 1)
 
 
+def timed_work(flag: str) -> bytes:
+    """A user task `work`, async by `flag`, with an interrupting one-hour timer on it."""
+    return process(START, user("work", f'camunda:{flag}="true"'),
+                   '<bpmn:boundaryEvent id="late" attachedToRef="work"><bpmn:timerEventDefinition>'
+                   '<bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>',
+                   END, '<bpmn:endEvent id="timed_out"/>', flows="start>work work>end late>timed_out")
+
+
 def test_a_boundary_timer_starts_only_when_the_job_enters_the_activity(engine):
-    engine.deploy(process(START, user("work", 'camunda:asyncBefore="true"'),
-                          '<bpmn:boundaryEvent id="late" attachedToRef="work"><bpmn:timerEventDefinition>'
-                          '<bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>',
-                          END, '<bpmn:endEvent id="timed_out"/>', flows="start>work work>end late>timed_out"))
+    engine.deploy(timed_work("asyncBefore"))
     instance = engine.start("p")
     assert jobs_of(instance) == [("job", "work")]
     engine.run_due_jobs()
@@ -187,10 +192,7 @@ def test_async_jobs_run_once_each_with_several_workers(database_url, fresh):
 
 
 def test_async_after_an_activity_ends_its_boundary_events_before_the_job(engine):
-    engine.deploy(process(START, user("work", 'camunda:asyncAfter="true"'),
-                          '<bpmn:boundaryEvent id="late" attachedToRef="work"><bpmn:timerEventDefinition>'
-                          '<bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>',
-                          END, '<bpmn:endEvent id="timed_out"/>', flows="start>work work>end late>timed_out"))
+    engine.deploy(timed_work("asyncAfter"))
     instance = engine.start("p")
     [task] = engine.tasks(instance_id=instance.id)
     assert jobs_of(engine.complete_task(task.id)) == [("job", "work")]
